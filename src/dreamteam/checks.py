@@ -1,0 +1,254 @@
+"""Static checks on a candidate's files, before anything runs.
+
+Pure: takes the files as strings and the task, returns a CheckReport. Each violation names
+its rule, file and line. The checks are the first wall, not the only one: the sandbox
+contains what slips past them, and the harness scores the candidate itself.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dreamteam.tasks import Task
+
+# Names a candidate may not call or touch, whatever it imports: they reach around the checks.
+FORBIDDEN_CALLS = frozenset(
+    {"exec", "eval", "compile", "__import__", "globals", "vars", "breakpoint", "input"}
+)
+FORBIDDEN_ATTRS = frozenset(
+    {
+        "system", "popen", "fork", "forkpty", "execv", "execve", "execl", "execlp", "execvp",
+        "execvpe", "spawnv", "spawnl", "spawnve", "posix_spawn", "kill", "killpg", "_exit",
+        "remove", "unlink", "rmdir", "removedirs", "rename", "replace", "symlink", "link",
+        "chmod", "chown", "chdir", "chroot", "setuid", "setgid", "putenv", "unsetenv",
+        "hub", "cpp_extension", "load_library", "modules", "__globals__", "__builtins__",
+        "__code__", "__subclasses__", "f_globals", "f_locals", "f_back",
+        "_global_forward_pre_hooks", "_global_forward_hooks", "_global_optimizer_pre_hooks",
+        "_global_optimizer_post_hooks", "settrace", "setprofile",
+    }
+)
+_RETURN_HINT = "return a tuple like `return best_vloss, elapsed_min`"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One reason a candidate is rejected."""
+
+    rule: str
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.rule}: {self.message}"
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The outcome of the static checks: ok, or the violations found."""
+
+    violations: tuple[Violation, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def reason(self) -> str:
+        """A one-line summary for the store and the CLI."""
+        if self.ok:
+            return ""
+        first = str(self.violations[0])
+        more = len(self.violations) - 1
+        return first + (f" (+{more} more)" if more else "")
+
+
+def _literal(node: ast.AST) -> tuple[bool, Any]:
+    try:
+        return True, ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False, None
+
+
+def _targets(node: ast.AST) -> list[ast.expr]:
+    if isinstance(node, ast.Assign):
+        return list(node.targets)
+    if isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+        return [node.target]
+    if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+        return [node.target]
+    if isinstance(node, (ast.With, ast.AsyncWith)):
+        return [item.optional_vars for item in node.items if item.optional_vars is not None]
+    if isinstance(node, ast.NamedExpr):
+        return [node.target]
+    return []
+
+
+def _names(target: ast.expr) -> list[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [n for elt in target.elts for n in _names(elt)]
+    if isinstance(target, ast.Starred):
+        return _names(target.value)
+    return []
+
+
+def _check_protected(tree: ast.Module, file: str, protected: Mapping[str, Any]) -> list[Violation]:
+    out: list[Violation] = []
+    seen: dict[str, int] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+            names = _names(stmt.targets[0])
+            if len(names) == 1 and names[0] in protected and names[0] not in seen:
+                name = names[0]
+                seen[name] = stmt.lineno
+                ok, value = _literal(stmt.value)
+                if not ok or value != protected[name] or type(value) is not type(protected[name]):
+                    msg = f"{name} must be the literal {protected[name]!r}"
+                    out.append(Violation("protected-constant", file, stmt.lineno, msg))
+    for name, want in protected.items():
+        if name not in seen:
+            msg = f"protected constant `{name} = {want!r}` must be assigned at module level"
+            out.append(Violation("protected-constant", file, 1, msg))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Global | ast.Nonlocal):
+            for name in set(node.names) & set(protected):
+                out.append(Violation("protected-constant", file, node.lineno, f"{name} rebound"))
+        for target in _targets(node):
+            for name in _names(target):
+                if name in protected and seen.get(name) != getattr(node, "lineno", -1):
+                    msg = f"{name} is protected and may not be reassigned"
+                    out.append(Violation("protected-constant", file, node.lineno, msg))
+    return out
+
+
+def _check_imports(tree: ast.Module, file: str, allowed: frozenset[str]) -> list[Violation]:
+    out = []
+    for node in ast.walk(tree):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                modules = [node.module or ""]
+            else:
+                modules = [node.module or ""]
+        for module in modules:
+            top = module.split(".")[0]
+            if module not in allowed and top not in allowed:
+                msg = f"import of {module!r} is not allowed (allowed: {', '.join(sorted(allowed))})"
+                out.append(Violation("import", file, node.lineno, msg))
+    return out
+
+
+def _check_calls(tree: ast.Module, file: str) -> list[Violation]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in FORBIDDEN_CALLS:
+                msg = f"call to {node.func.id}() is not allowed"
+                out.append(Violation("forbidden-call", file, node.lineno, msg))
+            if node.func.id in {"setattr", "delattr"} and node.args:
+                first = node.args[0]
+                if not (isinstance(first, ast.Name) and first.id in {"self", "module", "m"}):
+                    msg = f"{node.func.id}() is only allowed on `self` or a module variable"
+                    out.append(Violation("forbidden-call", file, node.lineno, msg))
+            if node.func.id == "open" and node.args:
+                ok, value = _literal(node.args[0])
+                if ok and isinstance(value, str) and (value.startswith("/") or ".." in value):
+                    msg = f"open({value!r}): files outside the work directory are off limits"
+                    out.append(Violation("file-access", file, node.lineno, msg))
+        if isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRS:
+            msg = f"attribute `.{node.attr}` is not allowed"
+            out.append(Violation("forbidden-attribute", file, node.lineno, msg))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if "val.bin" in node.value:
+                msg = "the validation split is the harness's, not the candidate's"
+                out.append(Violation("file-access", file, node.lineno, msg))
+    return out
+
+
+def _find_function(tree: ast.Module, name: str) -> ast.FunctionDef | None:
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef) and stmt.name == name:
+            return stmt
+    return None
+
+
+def _check_entry(tree: ast.Module, file: str, task: Task) -> list[Violation]:
+    c = task.contract
+    func = _find_function(tree, c.entry_point)
+    if func is None:
+        return [Violation("contract", file, 1, f"no top-level `def {c.entry_point}(` in {file}")]
+    out = []
+    params = {a.arg for a in func.args.args + func.args.kwonlyargs}
+    if func.args.kwarg is None:
+        for arg in c.arguments:
+            if arg not in params:
+                msg = f"{c.entry_point}() must accept the keyword argument {arg!r}"
+                out.append(Violation("contract", file, func.lineno, msg))
+    returns = [n for n in ast.walk(func) if isinstance(n, ast.Return)]
+    # nested functions' returns are theirs, not train()'s
+    nested = [n for n in ast.walk(func) if isinstance(n, (ast.FunctionDef, ast.Lambda))]
+    inner = {id(r) for f in nested if f is not func for r in ast.walk(f) if isinstance(r, ast.Return)}
+    returns = [r for r in returns if id(r) not in inner]
+    if c.returns and not returns:
+        msg = f"{c.entry_point}() never returns: {_RETURN_HINT}"
+        out.append(Violation("contract", file, func.lineno, msg))
+    for ret in returns:
+        if isinstance(ret.value, ast.Tuple) and len(ret.value.elts) != len(c.returns):
+            msg = f"{c.entry_point}() must return {len(c.returns)} values ({', '.join(c.returns)})"
+            out.append(Violation("contract", file, ret.lineno, msg))
+        elif ret.value is None or isinstance(ret.value, ast.Constant):
+            out.append(Violation("contract", file, ret.lineno, _RETURN_HINT))
+    return out
+
+
+def _check_model(tree: ast.Module, file: str, task: Task) -> list[Violation]:
+    defined = {s.name for s in tree.body if isinstance(s, ast.ClassDef)}
+    defined |= {n for s in tree.body if isinstance(s, ast.Assign) for t in s.targets for n in _names(t)}
+    defined |= {a.asname or a.name for s in tree.body if isinstance(s, ast.ImportFrom) for a in s.names}
+    return [
+        Violation("contract", file, 1, f"{file} must define {name} (the evaluator builds it)")
+        for name in (task.contract.model_class, task.contract.config_class)
+        if name not in defined
+    ]
+
+
+def check_candidate(files: Mapping[str, str], task: Task) -> CheckReport:
+    """Run every static check on a candidate's files and collect the violations."""
+    violations: list[Violation] = []
+    allowed = task.allowed_imports | {name.removesuffix(".py") for name in task.editable}
+    trees: dict[str, ast.Module] = {}
+    for name in task.editable:
+        source = files.get(name)
+        if source is None:
+            violations.append(Violation("missing-file", name, 1, f"{name} is missing"))
+            continue
+        try:
+            trees[name] = ast.parse(source, filename=name)
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            line = getattr(exc, "lineno", None) or 1
+            violations.append(Violation("syntax", name, line, str(exc).splitlines()[0]))
+    for name, tree in trees.items():
+        violations += _check_imports(tree, name, frozenset(allowed))
+        violations += _check_calls(tree, name)
+        if name == task.contract.entry_file:
+            violations += _check_protected(tree, name, task.protected)
+            violations += _check_entry(tree, name, task)
+        elif any(n in task.protected for n in _assigned_names(tree)):
+            for stmt in tree.body:
+                for target in _targets(stmt):
+                    for n in set(_names(target)) & set(task.protected):
+                        msg = f"{n} is protected and belongs to {task.contract.entry_file}"
+                        violations.append(Violation("protected-constant", name, stmt.lineno, msg))
+        if name == task.contract.model_file:
+            violations += _check_model(tree, name, task)
+    return CheckReport(tuple(violations))
+
+
+def _assigned_names(tree: ast.Module) -> set[str]:
+    return {n for stmt in tree.body for t in _targets(stmt) for n in _names(t)}

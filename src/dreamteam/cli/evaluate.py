@@ -1,0 +1,168 @@
+"""`dreamteam data prepare`, `dreamteam train` and `dreamteam eval`: the harness by hand."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+from pathlib import Path
+
+import typer
+
+from dreamteam.cli.context import console, settings
+from dreamteam.data import prepare_data, resolve_data
+from dreamteam.device import cpu_threads, select_device
+from dreamteam.errors import TaskError
+from dreamteam.sandbox import probe_isolation
+from dreamteam.tasks import Task, load_task
+from dreamteam.trial import TrialBudget, TrialResult, run_trial
+
+data_app = typer.Typer(help="The built-in data set.", no_args_is_help=True)
+
+TaskOpt = typer.Option("shakespeare", "--task", help="A built-in task name or a task directory.")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    force: bool = typer.Option(False, "--force", help="Download and tokenise again."),
+) -> None:
+    """Download, check and tokenise tiny Shakespeare (or copy it from DREAMTEAM_DATA_MIRROR)."""
+    s = settings()
+    paths = prepare_data(s.home, mirror=s.mirror, force=force)
+    console.print(f"data ready: {paths.root}")
+
+
+def _data(task: Task):
+    s = settings()
+    if task.data_source != "shakespeare":
+        raise TaskError(
+            f"task {task.name!r} uses data source {task.data_source!r}, not supported yet"
+        )
+    if s.mirror:
+        return resolve_data(mirror=s.mirror)
+    return prepare_data(s.home)
+
+
+def read_task_files(directory: Path, task: Task) -> dict[str, str]:
+    """The task's editable files from a directory (aliases such as train_mps.py accepted)."""
+    files = {}
+    for name in task.editable:
+        for candidate in (name, *task.aliases.get(name, ())):
+            if (directory / candidate).is_file():
+                files[name] = (directory / candidate).read_text(encoding="utf-8")
+                break
+        else:
+            raise TaskError(f"{directory} has no {name}: put the task's files there")
+    return files
+
+
+def _print_progress(line: str) -> None:
+    if line.startswith("iter "):
+        console.print(f"  [dim]{line}[/dim]")
+
+
+def _trials(
+    task: Task,
+    files: dict[str, str],
+    fidelity: str,
+    seeds: int,
+    iters: int | None,
+    device: str,
+    show: bool,
+) -> list[TrialResult]:
+    data = _data(task)
+    isolation = probe_isolation()
+    budget = TrialBudget(threads=cpu_threads(1))
+    home = settings().home
+    home.mkdir(parents=True, exist_ok=True)
+    results = []
+    for i in range(seeds):
+        with tempfile.TemporaryDirectory(dir=home, prefix="eval-") as work:
+            result = run_trial(
+                task,
+                files,
+                data,
+                fidelity,
+                1337 + i,
+                Path(work),
+                budget,
+                isolation,
+                device=select_device(device),
+                iters=iters,
+                on_output=_print_progress if show else None,
+            )
+        results.append(result)
+        line = f"seed {result.seed}: {result.status}"
+        if result.ok:
+            line += f" val_loss={result.val_loss:.4f} bpb={result.bpb:.4f}"
+            line += f" train={result.train_seconds:.1f}s eval={result.eval_seconds:.1f}s"
+        console.print(line)
+    return results
+
+
+def _summary(results: list[TrialResult]) -> None:
+    """The contract's closing lines: status, then val_loss and bpb, or reason."""
+    ok = [r for r in results if r.ok]
+    if len(ok) < len(results):
+        bad = next(r for r in results if not r.ok)
+        print(f"status: {bad.status}")
+        print(f"reason: {bad.reason}")
+        return
+    losses = [r.val_loss for r in ok if r.val_loss is not None]
+    bpbs = [r.bpb for r in ok if r.bpb is not None]
+    if len(losses) > 1:
+        sd = statistics.stdev(losses)
+        print(f"val_loss_std: {sd:.6f}")
+        print(f"ci95: {1.96 * sd / math.sqrt(len(losses)):.6f}")
+    print("status: ok")
+    print(f"val_loss: {statistics.fmean(losses):.6f}")
+    print(f"bpb: {statistics.fmean(bpbs):.6f}")
+
+
+def train(
+    task: str = TaskOpt,
+    iters: int = typer.Option(None, "--iters", help="Optimizer steps (default: the fidelity's)."),
+    fidelity: str = typer.Option("low", "--fidelity", help="smoke, low, medium or full."),
+    seed: int = typer.Option(1337, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Train the task's baseline in the sandbox and print the harness's validation loss."""
+    t = load_task(task)
+    console.print(f"training the {t.name} baseline ({iters or t.iterations(fidelity)} steps)")
+    data = _data(t)
+    home = settings().home
+    home.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=home, prefix="train-") as work:
+        result = run_trial(
+            t,
+            t.baseline_files(),
+            data,
+            fidelity,
+            seed,
+            Path(work),
+            TrialBudget(threads=cpu_threads(1)),
+            probe_isolation(),
+            device=select_device(device),
+            iters=iters,
+            on_output=_print_progress,
+        )
+    _summary([result])
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def evaluate(
+    directory: Path = typer.Argument(..., help="A directory holding the task's files."),
+    task: str = TaskOpt,
+    fidelity: str = typer.Option("low", "--fidelity", help="smoke, low, medium or full."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Independent training seeds."),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Check, train and score a directory of task files, exactly as a candidate is scored."""
+    t = load_task(task)
+    if not directory.is_dir():
+        raise TaskError(
+            f"{directory} is not a directory: pass a folder holding {', '.join(t.editable)}"
+        )
+    files = read_task_files(directory, t)
+    _summary(_trials(t, files, fidelity, seeds, None, device, show=False))

@@ -1,0 +1,213 @@
+"""The sandboxed child: confines itself, then trains a candidate or computes its logits.
+
+Started by sandbox.run_sandboxed as ``python -I runner.py MODE CONFIG_JSON``. Everything up to
+the import of candidate code is the harness's; after it, nothing this process says is trusted:
+the harness reads the checkpoint and the logits and computes every score itself. Reports go
+to an inherited pipe (``result_fd``) as JSON lines; the candidate's output goes to the log.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import math
+import mmap
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # -I drops PYTHONPATH
+
+from dreamteam.confine import (  # noqa: E402
+    SYSTEM_READ_DIRS,
+    apply_landlock,
+    install_audit_hook,
+    python_read_dirs,
+)
+
+BUDGET_EXIT = 3
+
+
+def _report(config: dict[str, Any], payload: dict[str, Any]) -> None:
+    os.write(config["result_fd"], (json.dumps(payload) + "\n").encode())
+
+
+def _set_limits(config: dict[str, Any]) -> None:
+    limits = config["limits"]
+    for path in config.get("cgroup_procs", []):
+        try:
+            Path(path).write_text(str(os.getpid()))
+        except OSError:
+            pass
+    pairs = [
+        (resource.RLIMIT_CPU, limits["cpu_seconds"]),
+        (resource.RLIMIT_FSIZE, limits["max_file_bytes"]),
+        (resource.RLIMIT_NOFILE, limits["open_files"]),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_NPROC, limits["max_processes"]),
+        # a backstop where no memory cgroup exists; RLIMIT_AS would break torch's threads
+        (resource.RLIMIT_DATA, limits["memory_bytes"] + (512 << 20)),
+    ]
+    for which, value in pairs:
+        try:
+            soft, hard = resource.getrlimit(which)
+            cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(which, (cap, cap))
+        except (ValueError, OSError):
+            pass
+
+
+def _confine(config: dict[str, Any]) -> list[str]:
+    work_dir = Path(config["work_dir"])
+    _set_limits(config)
+    read = [Path(p) for p in SYSTEM_READ_DIRS] + python_read_dirs()
+    read += [Path(p) for p in config.get("read_dirs", [])]
+    layers = apply_landlock([work_dir], read)
+    install_audit_hook(work_dir)
+    sys.path.insert(0, str(work_dir))
+    return layers
+
+
+def _call_with_accepted(fn: Any, kwargs: dict[str, Any]) -> Any:
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return fn(**kwargs)
+    return fn(**{k: v for k, v in kwargs.items() if k in params})
+
+
+def _train(config: dict[str, Any]) -> int:
+    import torch
+
+    torch.set_num_threads(max(int(config["threads"]), 1))
+    layers = _confine(config)
+    budget = int(config["iters"])
+    state = {"steps": 0, "max_batch": [0, 0]}
+
+    def on_step(optimizer: Any, args: Any, kwargs: Any) -> None:
+        state["steps"] += 1
+        if state["steps"] > budget:
+            _report(config, {"error": f"exceeded the budget of {budget} optimizer steps",
+                             "budget_exceeded": True, "steps": state["steps"], "layers": layers})
+            os._exit(BUDGET_EXIT)
+
+    def on_forward(module: Any, args: Any) -> None:
+        if torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor):
+            x = args[0]
+            if x.dim() == 2 and not x.is_floating_point():
+                state["max_batch"] = [max(state["max_batch"][0], x.shape[0]),
+                                      max(state["max_batch"][1], x.shape[1])]
+
+    from torch.nn.modules.module import register_module_forward_pre_hook
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    register_optimizer_step_post_hook(on_step)
+    register_module_forward_pre_hook(on_forward)
+    start = time.monotonic()
+    try:
+        module = importlib.import_module(Path(config["entry_file"]).stem)
+        fn = getattr(module, config["entry_point"])
+        returned = _call_with_accepted(fn, {
+            "data_dir": config["data_dir"], "out_dir": config["work_dir"], "iters": budget,
+            "seed": int(config["seed"]), "device": config["device"],
+        })
+    except BaseException as exc:  # noqa: BLE001 - the candidate's failure is data
+        traceback.print_exc()
+        _report(config, {"error": _describe(exc), "steps": state["steps"], "layers": layers,
+                         "memory_error": isinstance(exc, MemoryError)})
+        return 1
+    values = list(returned) if isinstance(returned, (tuple, list)) else [returned]
+    numbers = [float(v) if isinstance(v, (int, float)) or _is_scalar(v) else None for v in values]
+    _report(config, {
+        "returned": [n if n is None or math.isfinite(n) else str(n) for n in numbers],
+        "returned_types": [type(v).__name__ for v in values],
+        "steps": state["steps"],
+        "max_batch": state["max_batch"],
+        "train_seconds": time.monotonic() - start,
+        "layers": layers,
+    })
+    return 0
+
+
+def _is_scalar(value: Any) -> bool:
+    try:
+        return getattr(value, "numel", lambda: 0)() == 1
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+
+
+def _evaluate(config: dict[str, Any]) -> int:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(max(int(config["threads"]), 1))
+    work_dir = Path(config["work_dir"])
+    inputs = np.load(work_dir / "inputs.npy")
+    layers = _confine(config)
+    vocab, chunk = int(config["vocab_size"]), int(config["chunk"])
+    n, t = inputs.shape
+    # two slots: the harness reduces one chunk while this process fills the other
+    shared = mmap.mmap(int(config["logits_fd"]), 2 * chunk * t * vocab * 4)
+    out = np.frombuffer(shared, dtype=np.float32).reshape(2, chunk, t, vocab)
+    try:
+        module = importlib.import_module(Path(config["model_file"]).stem)
+        ckpt = torch.load(work_dir / "ckpt.pt", map_location="cpu", weights_only=True)
+        args = dict(ckpt["model_args"])
+        model = getattr(module, config["model_class"])(getattr(module, config["config_class"])(**args))
+        model.load_state_dict(ckpt["state_dict"])
+        model.eval()
+        n_params = sum(p.numel() for p in model.parameters())
+        _report(config, {"ready": True, "model_args": _plain(args), "n_params": n_params,
+                         "layers": layers})
+        for line in sys.stdin:
+            i = int(line)
+            x = torch.from_numpy(inputs[i * chunk : (i + 1) * chunk]).long()
+            with torch.no_grad():
+                logits = model(x)
+            if isinstance(logits, (tuple, list)):
+                logits = logits[0]
+            if not isinstance(logits, torch.Tensor) or tuple(logits.shape[:2]) != tuple(x.shape) \
+                    or logits.shape[-1] < vocab or logits.dim() != 3:
+                shape = tuple(getattr(logits, "shape", ()))
+                raise ValueError(f"model(idx) must return logits of shape (B, T, >={vocab}), got {shape}")
+            out[i % 2, : len(x)] = logits[..., :vocab].float().numpy()
+            _report(config, {"chunk": i})
+    except BaseException as exc:  # noqa: BLE001
+        traceback.print_exc()
+        _report(config, {"error": _describe(exc), "memory_error": isinstance(exc, MemoryError)})
+        return 1
+    return 0
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
+def main() -> int:
+    """Entry point of the child: ``runner.py train|eval CONFIG_JSON``."""
+    mode, config = sys.argv[1], json.loads(sys.argv[2])
+    os.chdir(config["work_dir"])
+    return {"train": _train, "eval": _evaluate}[mode](config)
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)

@@ -1,0 +1,169 @@
+"""The baseline GPT: a small pre-norm transformer with causal attention and tied embeddings.
+
+Read top to bottom: the fused output head, attention, MLP, block, config, model.
+The harness builds the model as ``GPT(GPTConfig(**model_args))`` from the checkpoint that
+``train.py`` writes, and calls ``model(idx)`` for full-sequence logits of shape (B, T, vocab).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+def _fast_dtype(device_type: str) -> torch.dtype:
+    """bf16 where the hardware does it natively (the LM head is ~all of the FLOPs), else fp32."""
+    if device_type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device_type == "cpu" and torch.backends.mkldnn.is_available():
+        try:
+            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                return torch.bfloat16
+        except (AttributeError, RuntimeError):
+            pass
+    return torch.float32
+
+
+class FusedHeadLoss(torch.autograd.Function):
+    """Linear LM head + cross-entropy in one pass, with the gradients computed in the forward.
+
+    The logits of a batch are 512 x 50,257 floats (103 MB): materialising them, their softmax
+    and their gradient separately is what makes a naive step slow on a CPU. Here one buffer
+    holds the logits, becomes the softmax in place, then the gradient in place.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, targets, compute_dtype):  # type: ignore[override]
+        n = x.shape[0]
+        xc, wc = x.to(compute_dtype), weight.to(compute_dtype)
+        logits = (xc @ wc.t()).float()
+        lse = torch.logsumexp(logits, dim=-1)
+        target_logit = logits.gather(1, targets[:, None]).squeeze(1)
+        loss = (lse - target_logit).mean()
+        # softmax in place, minus one at the targets, over n: d(loss)/d(logits)
+        probs = logits.sub_(lse[:, None]).exp_()
+        probs.scatter_add_(1, targets[:, None], torch.full_like(target_logit[:, None], -1.0))
+        grad_logits = probs.div_(n).to(compute_dtype)
+        grad_x = (grad_logits @ wc).to(x.dtype)
+        grad_w = (grad_logits.t() @ xc).to(weight.dtype)
+        ctx.save_for_backward(grad_x, grad_w)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        grad_x, grad_w = ctx.saved_tensors
+        return grad_x * grad_out, grad_w * grad_out, None, None
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where position t sees only positions <= t."""
+
+    def __init__(self, config: "GPTConfig"):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network with a 4x expansion and GELU."""
+
+    def __init__(self, config: "GPTConfig"):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: "GPTConfig"):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 64
+    vocab_size: int = 50257  # GPT-2 BPE; padding to 50,304 buys nothing on a CPU
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 32
+    dropout: float = 0.0
+    bias: bool = True
+
+
+class GPT(nn.Module):
+    """Token + position embeddings, n_layer blocks, a final norm and a head tied to wte."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.apply(self._init_weights)
+        # GPT-2's scaled init of the residual projections
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        self.head_dtype = torch.float32
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def use_fast_head(self, device_type: str) -> None:
+        """Let training compute the LM head in bf16 where the hardware supports it."""
+        self.head_dtype = _fast_dtype(device_type)
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """The final normalised hidden states, shape (B, T, n_embd)."""
+        _, T = idx.shape
+        assert self.config.block_size >= T, f"sequence of {T} > block_size"
+        pos = torch.arange(T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        for block in self.h:
+            x = block(x)
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """Logits (B, T, vocab) and, when targets are given, the mean cross-entropy.
+
+        With targets the logits are not returned (None): the fused head never builds them.
+        """
+        x = self.hidden(idx)
+        if targets is None:
+            return F.linear(x, self.wte.weight), None
+        flat = x.reshape(-1, x.size(-1))
+        loss = FusedHeadLoss.apply(flat, self.wte.weight, targets.reshape(-1), self.head_dtype)
+        return None, loss

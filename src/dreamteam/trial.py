@@ -1,0 +1,200 @@
+"""One candidate's path through the harness, for one seed at one fidelity.
+
+files ─► static checks ─► sandboxed training ─► run-contract checks
+      ─► sandboxed logits + harness-owned score ─► TrialResult (exactly one Status)
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dreamteam.checks import check_candidate
+from dreamteam.data import DataPaths
+from dreamteam.evaluation import evaluate_checkpoint, process_failure
+from dreamteam.sandbox import Isolation, Limits, run_sandboxed
+from dreamteam.tasks import Task
+from dreamteam.types import Status
+
+SELF_REPORT_GAP = 0.5  # nats: a self-reported loss this far below the harness's is flagged
+
+
+@dataclass(frozen=True)
+class TrialBudget:
+    """Time and memory granted to one trial (training is scaled by its iterations)."""
+
+    seconds_per_iter: float = 0.5  # ~8x the baseline's step on a 2-core CPU
+    base_seconds: float = 90.0  # interpreter + torch start-up, data, checkpoint
+    eval_seconds: float = 300.0
+    memory_bytes: int = 3 << 30
+    threads: int = 2
+
+    def train_limits(self, iters: int) -> Limits:
+        wall = self.base_seconds + self.seconds_per_iter * iters
+        return Limits(wall_seconds=wall, memory_bytes=self.memory_bytes, threads=self.threads)
+
+    def eval_limits(self) -> Limits:
+        return Limits(
+            wall_seconds=self.eval_seconds, memory_bytes=self.memory_bytes, threads=self.threads
+        )
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What the harness measured for one candidate, seed and fidelity."""
+
+    status: Status
+    reason: str
+    seed: int
+    fidelity: str
+    iters: int
+    val_loss: float | None = None
+    bpb: float | None = None
+    self_loss: float | None = None  # the candidate's own claim: advisory
+    self_loss_gap: bool = False
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    steps: int = 0
+    n_params: int = 0
+    log: str = ""
+    layers: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+
+def _invalid(reason: str, seed: int, fidelity: str, iters: int, **extra) -> TrialResult:
+    return TrialResult(Status.INVALID, reason, seed, fidelity, iters, **extra)
+
+
+def run_trial(
+    task: Task,
+    files: Mapping[str, str],
+    data: DataPaths,
+    fidelity: str,
+    seed: int,
+    work_dir: Path,
+    budget: TrialBudget,
+    isolation: Isolation,
+    device: str = "cpu",
+    on_output: Callable[[str], None] | None = None,
+    iters: int | None = None,
+) -> TrialResult:
+    """Check, train and score one candidate; every failure becomes a Status, never an exception.
+
+    `iters` overrides the fidelity's optimizer steps (e.g. `dreamteam train --iters N`).
+    """
+    iters = task.iterations(fidelity) if iters is None else iters
+    report = check_candidate(files, task)
+    if not report.ok:
+        return _invalid(report.reason(), seed, fidelity, iters)
+    train_dir = work_dir / "train"
+    if train_dir.exists():
+        shutil.rmtree(train_dir)
+    (train_dir / "data").mkdir(parents=True)
+    for name, source in files.items():
+        (train_dir / name).write_text(source, encoding="utf-8")
+    shutil.copyfile(data.train, train_dir / "data" / "train.bin")
+    config = {
+        "entry_file": task.contract.entry_file,
+        "entry_point": task.contract.entry_point,
+        "data_dir": str(train_dir / "data"),
+        "iters": iters,
+        "seed": seed,
+        "device": device,
+    }
+    limits = budget.train_limits(iters)
+    proc = run_sandboxed("train", config, train_dir, limits, isolation, on_output=on_output)
+    out = proc.report
+    common = dict(
+        log=proc.log,
+        layers=proc.layers,
+        steps=int(out.get("steps", 0)),
+        train_seconds=float(out.get("train_seconds", proc.wall_seconds)),
+    )
+    if out.get("budget_exceeded"):
+        return _invalid(out["error"], seed, fidelity, iters, **common)
+    if proc.timed_out or proc.returncode != 0 or "returned" not in out:
+        status, reason = process_failure(proc, out.get("error", ""))
+        return TrialResult(Status(status), reason, seed, fidelity, iters, **common)
+    problem = _contract_problem(task, out)
+    if problem:
+        return _invalid(problem, seed, fidelity, iters, **common)
+    ckpt = train_dir / task.contract.checkpoint
+    if not ckpt.is_file():
+        return _invalid(
+            f"{task.contract.entry_point}() wrote no {task.contract.checkpoint}",
+            seed,
+            fidelity,
+            iters,
+            **common,
+        )
+    val = np.fromfile(data.val, dtype=np.uint16)
+    outcome = evaluate_checkpoint(
+        task,
+        dict(files),
+        ckpt,
+        val,
+        data.val_bytes(),
+        work_dir / "eval",
+        budget.eval_limits(),
+        isolation,
+    )
+    self_loss = _first_number(out.get("returned"))
+    if outcome.score is None:
+        log = proc.log + ("\n--- evaluation ---\n" + outcome.process.log if outcome.process else "")
+        return TrialResult(
+            Status(outcome.status),
+            outcome.reason,
+            seed,
+            fidelity,
+            iters,
+            self_loss=self_loss,
+            **{**common, "log": log},
+        )
+    score = outcome.score
+    gap = self_loss is not None and self_loss < score.val_loss - SELF_REPORT_GAP
+    return TrialResult(
+        Status.OK,
+        "",
+        seed,
+        fidelity,
+        iters,
+        val_loss=score.val_loss,
+        bpb=score.bpb,
+        self_loss=self_loss,
+        self_loss_gap=gap,
+        eval_seconds=score.eval_seconds,
+        n_params=score.n_params,
+        **common,
+    )
+
+
+def _first_number(values: object) -> float | None:
+    if isinstance(values, list) and values and isinstance(values[0], (int, float)):
+        value = float(values[0])
+        return value if math.isfinite(value) else None
+    return None
+
+
+def _contract_problem(task: Task, out: dict) -> str:
+    returned = out.get("returned") or []
+    want = task.contract.returns
+    if want and len(returned) != len(want):
+        kinds = ", ".join(out.get("returned_types", []))
+        return f"{task.contract.entry_point}() must return ({', '.join(want)}), returned ({kinds})"
+    if out.get("steps", 0) == 0:
+        return "training never stepped a torch.optim optimizer (the harness counts its steps)"
+    batch, block = task.protected.get("batch_size"), task.protected.get("block_size")
+    seen = out.get("max_batch") or [0, 0]
+    if batch and block and (seen[0] > batch or seen[1] > block):
+        return (
+            f"trained on batches of {seen[0]}x{seen[1]} tokens, above the protected {batch}x{block}"
+        )
+    return ""

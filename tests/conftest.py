@@ -1,0 +1,36 @@
+"""Shared fixtures: the data mirror beside the repository, and an isolated DREAMTEAM_HOME."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mirror() -> Path | None:
+    env = os.environ.get("DREAMTEAM_DATA_MIRROR")
+    for candidate in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if (candidate / "shakespeare" / "val.bin").is_file():
+            return candidate.resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The local data mirror (../shared/data, or DREAMTEAM_DATA_MIRROR)."""
+    path = _mirror()
+    if path is None:
+        pytest.skip("no data mirror: set DREAMTEAM_DATA_MIRROR to a copy of shared/data")
+    return path
+
+
+@pytest.fixture
+def dt_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mirror: Path) -> Path:
+    """A fresh DREAMTEAM_HOME and the mirror, for commands run in this process."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("DREAMTEAM_HOME", str(home))
+    monkeypatch.setenv("DREAMTEAM_DATA_MIRROR", str(mirror))
+    return home

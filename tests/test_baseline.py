@@ -1,0 +1,57 @@
+"""The baseline model and training script, run in-process (the harness runs them sandboxed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from dreamteam.tasks import load_task
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fused_head_matches_plain_cross_entropy_and_its_gradients() -> None:
+    model_mod = _load("model", load_task("shakespeare").root / "model.py")
+    torch.manual_seed(0)
+    x = torch.randn(16, 32, requires_grad=True)
+    w = torch.randn(50257, 32, requires_grad=True)
+    t = torch.randint(0, 50257, (16,))
+    fused = model_mod.FusedHeadLoss.apply(x, w, t, torch.float32)
+    gx, gw = torch.autograd.grad(fused, (x, w))
+    plain = F.cross_entropy(x @ w.t(), t)
+    px, pw = torch.autograd.grad(plain, (x, w))
+    assert torch.allclose(fused, plain, atol=1e-5)
+    assert torch.allclose(gx, px, atol=1e-6) and torch.allclose(gw, pw, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_short_training_run_lowers_the_loss(tmp_path: Path, mirror: Path) -> None:
+    root = load_task("shakespeare").root
+    for name in ("model.py", "train.py"):
+        shutil.copyfile(root / name, tmp_path / name)
+    shutil.copyfile(mirror / "shakespeare" / "train.bin", tmp_path / "train.bin")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        _load("model", tmp_path / "model.py")
+        train = _load("train", tmp_path / "train.py")
+        first, _ = train.train(data_dir=tmp_path, out_dir=tmp_path, iters=1)
+        best, minutes = train.train(data_dir=tmp_path, out_dir=tmp_path, iters=25)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert best < first - 0.2
+    assert minutes > 0
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    assert ckpt["model_args"]["n_layer"] == 4
