@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from dreamteam.cli import evaluate, personas
+from dreamteam.cli import evaluate, personas, research
 from dreamteam.cli.context import err_console
 from dreamteam.errors import DreamteamError
 
@@ -23,8 +23,15 @@ app = typer.Typer(
 )
 app.add_typer(evaluate.data_app, name="data")
 app.add_typer(personas.app, name="personas", help="The persona library.")
+app.command("run")(research.run)
 app.command("train")(evaluate.train)
 app.command("eval")(evaluate.evaluate)
+app.add_typer(research.runs_app, name="runs")
+app.command("show")(research.show)
+app.command("diff")(research.diff)
+app.command("export")(research.export)
+app.command("report")(research.report)
+app.command("steer")(research.steer)
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ def data_prepare(
     console.print(f"data ready: {paths.root}")
 
 
-def _data(task: Task):
+def task_data(task: Task):
     s = settings()
     if task.data_source != "shakespeare":
         raise TaskError(
@@ -70,7 +70,7 @@ def _trials(
     device: str,
     show: bool,
 ) -> list[TrialResult]:
-    data = _data(task)
+    data = task_data(task)
     isolation = probe_isolation()
     budget = TrialBudget(threads=cpu_threads(1))
     home = settings().home
@@ -129,7 +129,7 @@ def train(
     """Train the task's baseline in the sandbox and print the harness's validation loss."""
     t = load_task(task)
     console.print(f"training the {t.name} baseline ({iters or t.iterations(fidelity)} steps)")
-    data = _data(t)
+    data = task_data(t)
     home = settings().home
     home.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=home, prefix="train-") as work:

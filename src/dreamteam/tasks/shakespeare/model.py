@@ -29,26 +29,28 @@ def _fast_dtype(device_type: str) -> torch.dtype:
 class FusedHeadLoss(torch.autograd.Function):
     """Linear LM head + cross-entropy in one pass, with the gradients computed in the forward.
 
-    The logits of a batch are 512 x 50,257 floats (103 MB): materialising them, their softmax
-    and their gradient separately is what makes a naive step slow on a CPU. Here one buffer
-    holds the logits, becomes the softmax in place, then the gradient in place.
+    The logits of a batch are 512 x 50,257 floats (103 MB): materialising them, their
+    log-softmax and their gradient separately is what makes a naive step slow on a CPU. Here
+    the softmax is computed in one pass and becomes the gradient in place.
     """
 
     @staticmethod
     def forward(ctx, x, weight, targets, compute_dtype):  # type: ignore[override]
         n = x.shape[0]
         xc, wc = x.to(compute_dtype), weight.to(compute_dtype)
-        logits = (xc @ wc.t()).float()
-        lse = torch.logsumexp(logits, dim=-1)
-        target_logit = logits.gather(1, targets[:, None]).squeeze(1)
-        loss = (lse - target_logit).mean()
-        # softmax in place, minus one at the targets, over n: d(loss)/d(logits)
-        probs = logits.sub_(lse[:, None]).exp_()
-        probs.scatter_add_(1, targets[:, None], torch.full_like(target_logit[:, None], -1.0))
-        grad_logits = probs.div_(n).to(compute_dtype)
-        grad_x = (grad_logits @ wc).to(x.dtype)
-        grad_w = (grad_logits.t() @ xc).to(weight.dtype)
-        ctx.save_for_backward(grad_x, grad_w)
+        # one fused pass from logits to fp32 probabilities; the loss is -log p(target)
+        probs = torch.softmax(xc @ wc.t(), dim=-1, dtype=torch.float32)
+        p_target = probs.gather(1, targets[:, None])
+        loss = -p_target.clamp_min(1e-30).log().mean()
+        if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]):
+            return loss
+        # d(loss)/d(logits) = (softmax - onehot) / n, written over the probabilities
+        probs.scatter_add_(1, targets[:, None], torch.full_like(p_target, -1.0))
+        grad_logits = torch.empty(probs.shape, dtype=compute_dtype, device=probs.device)
+        torch.mul(probs, 1.0 / n, out=grad_logits)
+        ctx.save_for_backward(
+            (grad_logits @ wc).to(x.dtype), (grad_logits.t() @ xc).to(weight.dtype)
+        )
         return loss
 
     @staticmethod

@@ -1,0 +1,313 @@
+"""`dreamteam run` and the commands that read runs: runs list, show, diff, export, steer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dreamteam.agents import Credentials, build_team, parse_model_map
+from dreamteam.agents.offline import OfflineAgent
+from dreamteam.cli.context import console, settings
+from dreamteam.cli.evaluate import task_data
+from dreamteam.config import RunConfig, load_run_config
+from dreamteam.device import cpu_threads, select_device
+from dreamteam.edits import diff_files
+from dreamteam.errors import ConfigError, StoreError
+from dreamteam.executors import LocalExecutor
+from dreamteam.personas import load_library
+from dreamteam.report import write_report
+from dreamteam.sandbox import probe_isolation
+from dreamteam.search import Event, RunSummary, Search
+from dreamteam.store import RunStore, list_runs
+from dreamteam.tasks import load_task
+from dreamteam.trial import TrialBudget
+
+runs_app = typer.Typer(help="Runs on this machine.", no_args_is_help=True)
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+
+
+def _show_event(event: Event) -> None:
+    if event.kind == "proposed":
+        console.print(f"  proposed {event.candidate} ({event.persona}): {event.detail}")
+    elif event.kind == "trial":
+        loss = f" val_loss={event.loss:.4f}" if event.loss is not None else ""
+        console.print(f"  [dim]trial {event.candidate} {event.detail}{loss}[/dim]")
+    elif event.kind == "generation":
+        console.print(f"[bold]generation done:[/bold] {event.detail}")
+
+
+def _config_from_options(config: Path | None, options: dict[str, object]) -> RunConfig:
+    cfg = load_run_config(config, options)
+    if cfg.executor != "local":
+        raise ConfigError(f"executor {cfg.executor!r} is not available yet: use --executor local")
+    return cfg
+
+
+def run(
+    config: Path = typer.Option(None, "--config", help="A TOML file with run settings."),
+    task: str = typer.Option(None, "--task", help="A built-in task name or a task directory."),
+    personas: str = typer.Option(None, "--personas", help="Comma-separated persona slugs."),
+    modes: str = typer.Option(None, "--modes", help="savant,collaborator,specialist"),
+    team_size: int = typer.Option(None, "--team-size", min=1),
+    model: str = typer.Option(None, "--model", help="offline, openai:MODEL, MODE=SPEC,..."),
+    generations: int = typer.Option(None, "--generations", min=1),
+    fidelity: str = typer.Option(
+        None, "--fidelity", help="Confirmation fidelity: smoke|low|medium|full."
+    ),
+    seeds: int = typer.Option(None, "--seeds", min=2, help="Seeds per confirmation (>= 2)."),
+    workers: int = typer.Option(None, "--workers", min=1),
+    executor: str = typer.Option(None, "--executor", help="local (ray: not yet)."),
+    address: str = typer.Option(None, "--address"),
+    run_dir: Path = typer.Option(
+        None, "--run-dir", help="Where the run lives (default: DREAMTEAM_HOME/runs/ID)."
+    ),
+    resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    budget_minutes: float = typer.Option(None, "--budget-minutes", min=0),
+    repair: int = typer.Option(None, "--repair", min=0),
+    allocation: str = typer.Option(None, "--allocation"),
+    screen_fidelity: str = typer.Option(
+        None, "--screen-fidelity", help="Where every candidate starts."
+    ),
+    strategy: str = typer.Option(None, "--strategy", help="parallel or chain."),
+    device: str = typer.Option(None, "--device"),
+    record: str = typer.Option(None, "--record", help="Record LLM answers to this cassette."),
+) -> None:
+    """Run the research loop: propose, screen, confirm, select, for N generations."""
+    s = settings()
+    if resume is not None:
+        store = RunStore.open_existing(resume)
+        cfg = RunConfig(
+            **{
+                k: tuple(v) if isinstance(v, list) else v
+                for k, v in store.run_info()["config"].items()
+            }
+        )
+        target = resume
+        console.print(f"resuming {resume}")
+    else:
+        options = dict(
+            task=task,
+            personas=personas,
+            modes=modes,
+            team_size=team_size,
+            model=model,
+            generations=generations,
+            fidelity=fidelity,
+            seeds=seeds,
+            workers=workers,
+            executor=executor,
+            address=address,
+            budget_minutes=budget_minutes,
+            repair=repair,
+            allocation=allocation,
+            screen_fidelity=screen_fidelity,
+            strategy=strategy,
+            device=device,
+            record=record,
+        )
+        cfg = _config_from_options(config, options)
+        target = run_dir or s.runs_dir / _new_run_id()
+        store = RunStore(target)
+    t = load_task(cfg.task)
+    for level in (cfg.screen_fidelity, cfg.fidelity):
+        t.iterations(level)
+    library = load_library([Path(p) for p in cfg.persona_dirs])
+    credentials = Credentials.from_env(os.environ)
+    team = build_team(
+        parse_model_map(cfg.model),
+        credentials,
+        record=Path(cfg.record) if cfg.record else None,
+        offline=lambda: OfflineAgent(seed=cfg.seed),
+    )
+    isolation = probe_isolation()
+    store.create_run(target.name, t.name, dataclasses.asdict(cfg), list(isolation.layers()))
+    executor = LocalExecutor(
+        t,
+        task_data(t),
+        isolation,
+        TrialBudget(threads=cpu_threads(cfg.workers)),
+        target / "work",
+        workers=cfg.workers,
+        device=select_device(cfg.device),
+    )
+    search = Search(cfg, t, library, team, store, executor, on_event=_show_event)
+    console.print(f"run {target}")
+    console.print(
+        f"team: {', '.join(p.slug for p in search.team)}; model: {cfg.model}; "
+        f"screen at {cfg.screen_fidelity}, confirm at {cfg.fidelity} x {cfg.seeds} seeds"
+    )
+    try:
+        summary = search.run()
+    finally:
+        team.close()
+    store.finish_run("stopped" if summary.stopped else "done")
+    report = write_report(store, target / "report.html")
+    _print_summary(summary, report)
+
+
+def _print_summary(summary: RunSummary, report: Path) -> None:
+    if summary.stopped:
+        console.print(f"stopped early: {summary.stopped}")
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(summary.statuses.items()))
+    console.print(
+        f"{summary.candidates} candidates ({counts}); final figures at {summary.fidelity} "
+        f"on fresh seeds {list(summary.seeds)}"
+    )
+    print(
+        f"best: {summary.best} {summary.persona} val_loss={summary.val_loss:.4f} "
+        f"baseline={summary.baseline:.4f} delta={summary.delta:+.4f} ci95={summary.ci95:.4f}"
+    )
+    print(f"report: {report}")
+
+
+def _resolve_run(run: str | None) -> Path:
+    s = settings()
+    if run:
+        path = Path(run)
+        if (path / "dreamteam.sqlite").is_file():
+            return path
+        if (s.runs_dir / run / "dreamteam.sqlite").is_file():
+            return s.runs_dir / run
+        raise StoreError(f"no run {run!r}: see `dreamteam runs list`")
+    runs = list_runs(s.runs_dir)
+    if not runs:
+        raise StoreError("no runs yet: start one with `dreamteam run`")
+    return runs[0]
+
+
+@runs_app.command("list")
+def runs_list() -> None:
+    """List runs, newest first."""
+    table = Table("run", "task", "status", "candidates", "path")
+    for path in list_runs(settings().runs_dir):
+        store = RunStore.open_existing(path)
+        info = store.run_info()
+        table.add_row(
+            path.name, info["task"], info["status"], str(len(store.candidates())), str(path)
+        )
+        store.close()
+    console.print(table)
+
+
+def show(
+    run: str = typer.Argument(None, help="A run id or directory (default: the newest)."),
+) -> None:
+    """The leaderboard of a run."""
+    store = RunStore.open_existing(_resolve_run(run))
+    info = store.run_info()
+    cfg = info["config"]
+    table = Table(
+        "candidate",
+        "persona",
+        "status",
+        f"loss@{cfg['screen_fidelity']}",
+        f"mean@{cfg['fidelity']}",
+        "reason / summary",
+        title=f"run {store.run_dir.name}",
+    )
+    rows = []
+    for c in store.candidates():
+        trials = store.trials(c.id)
+        screen = [t.val_loss for t in trials if t.fidelity == cfg["screen_fidelity"] and t.val_loss]
+        confirm = [t.val_loss for t in trials if t.fidelity == cfg["fidelity"] and t.val_loss]
+        key = min(screen) if screen else float("inf")
+        rows.append((key, c, screen, confirm))
+    for _, c, screen, confirm in sorted(rows, key=lambda r: r[0]):
+        table.add_row(
+            c.id,
+            c.persona,
+            c.status or "pending",
+            f"{screen[0]:.4f}" if screen else "-",
+            f"{sum(confirm) / len(confirm):.4f} (n={len(confirm)})" if confirm else "-",
+            (c.reason or c.summary)[:70],
+        )
+    console.print(table)
+    for g in store.generations():
+        console.print(f"gen {g['number']}: {g['note'] or ''}")
+
+
+def diff(
+    candidate: str = typer.Argument(..., help="A candidate id, e.g. g1-archimedes."),
+    other: str = typer.Argument(None, help="Another candidate (default: its parent)."),
+    run: str = typer.Option(None, "--run", help="The run (default: the newest)."),
+) -> None:
+    """The diff of a candidate against its parent, or against another candidate."""
+    store = RunStore.open_existing(_resolve_run(run))
+    c = store.candidate(candidate)
+    if c is None:
+        raise StoreError(
+            f"no candidate {candidate!r} in {store.run_dir.name}: see `dreamteam show`"
+        )
+    base_id = other or c.parent
+    base = store.candidate(base_id) if base_id else None
+    if base is None:
+        raise StoreError(f"no candidate {base_id!r} to compare with")
+    print(diff_files(base.files, c.files) or "(no difference)")
+
+
+def export(
+    run: str = typer.Argument(..., help="A run id or directory."),
+    candidate: str = typer.Argument(..., help="A candidate id."),
+    directory: Path = typer.Argument(..., help="Where to write the files."),
+) -> None:
+    """Write a candidate's files, ready to use."""
+    store = RunStore.open_existing(_resolve_run(run))
+    c = store.candidate(candidate)
+    if c is None:
+        raise StoreError(
+            f"no candidate {candidate!r} in {store.run_dir.name}: see `dreamteam show`"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, source in c.files.items():
+        (directory / name).write_text(source, encoding="utf-8")
+    (directory / "provenance.json").write_text(
+        json.dumps(
+            {
+                "run": str(store.run_dir),
+                "candidate": c.id,
+                "persona": c.persona,
+                "parent": c.parent,
+                "status": c.status,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    console.print(f"wrote {', '.join(c.files)} to {directory}")
+
+
+def steer(
+    run: str = typer.Argument(..., help="A run id or directory."),
+    text: str = typer.Argument(..., help="Guidance for the next generations' prompts."),
+) -> None:
+    """Write the run's steering.md (read at the start of every generation)."""
+    path = _resolve_run(run) / "steering.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text.strip() + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a generation never reads half a file
+    console.print(f"steering saved to {path}; it takes effect at the next generation")
+
+
+def report(
+    run: str = typer.Argument(None, help="A run id or directory (default: the newest)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Where to write the HTML."),
+    open_: bool = typer.Option(False, "--open", help="Open it in a browser."),
+) -> None:
+    """Write the run's self-contained HTML report."""
+    store = RunStore.open_existing(_resolve_run(run))
+    path = write_report(store, output or store.run_dir / "report.html")
+    print(f"report: {path}")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())

@@ -1,0 +1,100 @@
+"""The full prompt for one proposal: persona, current code, constraints, and what was learned.
+
+Pure: strings and dataclasses in, a string out. The persona part is the persona library's
+rendering (byte-exact seeds for the built-in task); the sections after it carry the current
+files, the protected constants, the steering text and a history trimmed to a budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from dreamteam.personas import Persona, PromptView, render_prompt
+from dreamteam.tasks import Task
+
+CHARS_PER_TOKEN = 4  # a rough, provider-neutral estimate
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    """One earlier candidate, as the next prompt reports it."""
+
+    candidate: str
+    persona: str
+    status: str
+    val_loss: float | None
+    delta: float | None  # against its parent; negative is better
+    summary: str  # what changed, or why it failed
+
+
+def task_view(task: Task) -> PromptView:
+    """The task as the persona templates name it (the seeds' names for the built-in task)."""
+    entry = task.contract.entry_file
+    names = [entry] + [n for n in task.editable if n != entry]
+    return PromptView(
+        files=tuple(task.display_name(n) for n in names),
+        entry_point=task.contract.entry_point,
+        returns=", ".join(task.contract.returns),
+    )
+
+
+def _code_section(task: Task, files: Mapping[str, str]) -> str:
+    parts = ["## The current code", "", "This is the code you start from (the current best)."]
+    for name in task.editable:
+        parts += ["", f"```python\n{task.display_name(name)}\n{files[name].rstrip()}\n```"]
+    return "\n".join(parts)
+
+
+def _constraints_section(task: Task) -> str:
+    pinned = ", ".join(f"{k} = {v!r}" for k, v in task.protected.items())
+    entry = task.display_name(task.contract.entry_file)
+    args = ", ".join(task.contract.arguments)
+    return "\n".join(
+        [
+            "## Rules the harness enforces",
+            f"- Protected constants in `{entry}` (checked before anything runs): {pinned}.",
+            f"- `{task.contract.entry_point}({args})` is called by the harness; train for exactly "
+            "`iters` optimizer steps of a torch.optim optimizer and save the checkpoint it expects.",
+            "- The harness scores the saved model itself on the whole validation split; "
+            "the model must be causal. Network, subprocesses and files outside the work "
+            "directory are blocked.",
+        ]
+    )
+
+
+def _history_section(items: Sequence[HistoryItem], budget_chars: int) -> str:
+    if not items:
+        return ""
+    lines = ["## What the team has tried so far", ""]
+    used = sum(len(line) for line in lines)
+    for item in items:
+        loss = f"val_loss {item.val_loss:.4f}" if item.val_loss is not None else item.status
+        delta = f" ({item.delta:+.4f} vs its parent)" if item.delta is not None else ""
+        line = f"- {item.candidate} by {item.persona}: {loss}{delta}. {item.summary}".rstrip()
+        if used + len(line) > budget_chars:
+            lines.append(f"- ... and {len(items) - len(lines) + 2} more")
+            break
+        lines.append(line)
+        used += len(line)
+    return "\n".join(lines)
+
+
+def build_prompt(
+    persona: Persona,
+    task: Task,
+    files: Mapping[str, str],
+    history: Sequence[HistoryItem] = (),
+    steering: str = "",
+    max_tokens: int = 24_000,
+) -> str:
+    """Persona prompt + current code + rules + steering + history, within max_tokens."""
+    head = render_prompt(persona, task_view(task))
+    sections = [head, _code_section(task, files), _constraints_section(task)]
+    if steering.strip():
+        sections.append("## Guidance from the person running this search\n\n" + steering.strip())
+    used = sum(len(s) for s in sections)
+    history_text = _history_section(history, max(max_tokens * CHARS_PER_TOKEN - used, 400))
+    if history_text:
+        sections.append(history_text)
+    return "\n\n".join(sections)

@@ -1,0 +1,333 @@
+"""The run store: one SQLite database (WAL) per run, plus a file tree people can read.
+
+    <run>/dreamteam.sqlite            runs, candidates, trials, generations, steering
+    <run>/gen_<N>/<persona>/          train.py, model.py, log.txt of each candidate
+    <run>/gen_<N>/results.txt         persona, loss, time, status per line
+
+Every write is one transaction, so `kill -9` at any moment leaves either the whole record of
+a finished step or none of it; `--resume` reads what is there and recomputes nothing finished.
+The store only persists: ranking and selection live in search.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from dreamteam.errors import StoreError
+from dreamteam.trial import TrialResult
+from dreamteam.types import Status
+
+DB_NAME = "dreamteam.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, created REAL, task TEXT, config TEXT, isolation TEXT,
+    status TEXT, finished REAL
+);
+CREATE TABLE IF NOT EXISTS candidates (
+    id TEXT PRIMARY KEY, generation INTEGER, persona TEXT, mode TEXT, parent TEXT,
+    kind TEXT, code_hash TEXT, files TEXT, diff TEXT, response TEXT, model TEXT,
+    tokens_in INTEGER, tokens_out INTEGER, cost REAL, latency REAL,
+    status TEXT, reason TEXT, summary TEXT, created REAL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    candidate TEXT, fidelity TEXT, seed INTEGER, status TEXT, reason TEXT,
+    val_loss REAL, bpb REAL, self_loss REAL, self_loss_gap INTEGER, train_seconds REAL,
+    eval_seconds REAL, steps INTEGER, iters INTEGER, n_params INTEGER, log TEXT,
+    layers TEXT, created REAL,
+    PRIMARY KEY (candidate, fidelity, seed)
+);
+CREATE TABLE IF NOT EXISTS generations (
+    number INTEGER PRIMARY KEY, parent TEXT, best TEXT, promoted TEXT, note TEXT,
+    started REAL, finished REAL
+);
+CREATE TABLE IF NOT EXISTS steering (
+    version INTEGER PRIMARY KEY, generation INTEGER, text TEXT, created REAL
+);
+"""
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    """A proposal as stored: who made it, from what, the files, and how it ended."""
+
+    id: str
+    generation: int
+    persona: str
+    mode: str
+    parent: str | None
+    kind: str  # baseline | proposal | duplicate
+    code_hash: str
+    files: Mapping[str, str]
+    diff: str = ""
+    response: str = ""
+    model: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    latency: float = 0.0
+    status: str = ""  # empty until evaluated; a Status value after
+    reason: str = ""
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One stored measurement (candidate x fidelity x seed)."""
+
+    candidate: str
+    fidelity: str
+    seed: int
+    status: Status
+    reason: str
+    val_loss: float | None
+    bpb: float | None
+    self_loss: float | None
+    train_seconds: float
+    eval_seconds: float
+    steps: int
+    iters: int
+    n_params: int
+
+
+class RunStore:
+    """Reads and writes one run's database and file tree."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(run_dir / DB_NAME, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the run store in {run_dir}: {exc}") from exc
+        self._db.row_factory = sqlite3.Row
+
+    @classmethod
+    def open_existing(cls, run_dir: Path) -> RunStore:
+        """Open a run that must already exist (for --resume and the reading commands)."""
+        if not (run_dir / DB_NAME).is_file():
+            raise StoreError(f"{run_dir} is not a dreamteam run (no {DB_NAME}): check the path")
+        return cls(run_dir)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    # -- runs ---------------------------------------------------------------------------
+    def create_run(
+        self, run_id: str, task: str, config: Mapping[str, Any], isolation: list[str]
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO runs (id, created, task, config, isolation, status)"
+                " VALUES (?, ?, ?, ?, ?, 'running')",
+                (run_id, time.time(), task, json.dumps(config), json.dumps(isolation)),
+            )
+
+    def run_info(self) -> dict[str, Any]:
+        row = self._db.execute("SELECT * FROM runs LIMIT 1").fetchone()
+        if row is None:
+            raise StoreError(f"{self.run_dir} holds no run record: start it with `dreamteam run`")
+        info = dict(row)
+        info["config"] = json.loads(info["config"])
+        info["isolation"] = json.loads(info["isolation"] or "[]")
+        return info
+
+    def finish_run(self, status: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status = ?, finished = ?", (status, time.time()))
+
+    # -- candidates ---------------------------------------------------------------------
+    def add_candidate(self, c: CandidateRecord) -> None:
+        """Store a proposal and write its files into the readable tree."""
+        row = asdict(c)
+        row["files"] = json.dumps(dict(c.files))
+        row["created"] = time.time()
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self._tx() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO candidates ({cols}) VALUES ({marks})", list(row.values())
+            )
+        folder = self.candidate_dir(c)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, source in c.files.items():
+            (folder / name).write_text(source, encoding="utf-8")
+
+    def candidate_dir(self, c: CandidateRecord) -> Path:
+        """gen_<N>/<persona>[-k]: the id without its generation prefix."""
+        return self.run_dir / f"gen_{c.generation}" / c.id.split("-", 1)[-1]
+
+    def set_outcome(self, candidate_id: str, status: str, reason: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE candidates SET status = ?, reason = ? WHERE id = ?",
+                (status, reason, candidate_id),
+            )
+
+    def candidate(self, candidate_id: str) -> CandidateRecord | None:
+        row = self._db.execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,)).fetchone()
+        return _candidate(row) if row else None
+
+    def candidates(self, generation: int | None = None) -> list[CandidateRecord]:
+        if generation is None:
+            rows = self._db.execute("SELECT * FROM candidates ORDER BY created").fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM candidates WHERE generation = ? ORDER BY created", (generation,)
+            ).fetchall()
+        return [_candidate(r) for r in rows]
+
+    def by_hash(self, code_hash: str) -> CandidateRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM candidates WHERE code_hash = ? AND kind != 'duplicate' ORDER BY created LIMIT 1",
+            (code_hash,),
+        ).fetchone()
+        return _candidate(row) if row else None
+
+    # -- trials -------------------------------------------------------------------------
+    def add_trial(self, candidate_id: str, result: TrialResult) -> None:
+        """Store one measurement, and its log beside the candidate's files."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    candidate_id,
+                    result.fidelity,
+                    result.seed,
+                    str(result.status),
+                    result.reason,
+                    result.val_loss,
+                    result.bpb,
+                    result.self_loss,
+                    int(result.self_loss_gap),
+                    result.train_seconds,
+                    result.eval_seconds,
+                    result.steps,
+                    result.iters,
+                    result.n_params,
+                    result.log,
+                    json.dumps(list(result.layers)),
+                    time.time(),
+                ),
+            )
+
+    def trial(self, candidate_id: str, fidelity: str, seed: int) -> TrialRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM trials WHERE candidate = ? AND fidelity = ? AND seed = ?",
+            (candidate_id, fidelity, seed),
+        ).fetchone()
+        return _trial(row) if row else None
+
+    def trials(self, candidate_id: str | None = None) -> list[TrialRecord]:
+        if candidate_id is None:
+            rows = self._db.execute("SELECT * FROM trials ORDER BY created").fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM trials WHERE candidate = ? ORDER BY created", (candidate_id,)
+            ).fetchall()
+        return [_trial(r) for r in rows]
+
+    def trial_log(self, candidate_id: str) -> str:
+        row = self._db.execute(
+            "SELECT log FROM trials WHERE candidate = ? ORDER BY created LIMIT 1", (candidate_id,)
+        ).fetchone()
+        return row["log"] if row else ""
+
+    # -- generations --------------------------------------------------------------------
+    def start_generation(self, number: int, parent: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO generations (number, parent, started) VALUES (?,?,?)",
+                (number, parent, time.time()),
+            )
+
+    def finish_generation(self, number: int, best: str, promoted: list[str], note: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE generations SET best = ?, promoted = ?, note = ?, finished = ? WHERE number = ?",
+                (best, json.dumps(promoted), note, time.time(), number),
+            )
+
+    def generations(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT * FROM generations ORDER BY number").fetchall()
+        return [dict(r) | {"promoted": json.loads(r["promoted"] or "[]")} for r in rows]
+
+    def write_results(self, generation: int, lines: list[str]) -> None:
+        """The seeds' per-generation results.txt, for people who read files."""
+        folder = self.run_dir / f"gen_{generation}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def write_log(self, c: CandidateRecord, log: str) -> None:
+        folder = self.candidate_dir(c)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "log.txt").write_text(log, encoding="utf-8")
+
+    # -- steering -----------------------------------------------------------------------
+    def record_steering(self, generation: int, text: str) -> bool:
+        """Keep a new version of the steering text; False when it has not changed."""
+        row = self._db.execute("SELECT text FROM steering ORDER BY version DESC LIMIT 1").fetchone()
+        if row is not None and row["text"] == text:
+            return False
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO steering (generation, text, created) VALUES (?,?,?)",
+                (generation, text, time.time()),
+            )
+        return True
+
+    def steering(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._db.execute("SELECT * FROM steering ORDER BY version")]
+
+
+def _candidate(row: sqlite3.Row) -> CandidateRecord:
+    data = dict(row)
+    data.pop("created", None)
+    data["files"] = json.loads(data["files"])
+    return CandidateRecord(**data)
+
+
+def _trial(row: sqlite3.Row) -> TrialRecord:
+    return TrialRecord(
+        candidate=row["candidate"],
+        fidelity=row["fidelity"],
+        seed=row["seed"],
+        status=Status(row["status"]),
+        reason=row["reason"],
+        val_loss=row["val_loss"],
+        bpb=row["bpb"],
+        self_loss=row["self_loss"],
+        train_seconds=row["train_seconds"],
+        eval_seconds=row["eval_seconds"],
+        steps=row["steps"],
+        iters=row["iters"],
+        n_params=row["n_params"],
+    )
+
+
+def list_runs(runs_dir: Path) -> list[Path]:
+    """Run directories under runs_dir, newest first."""
+    if not runs_dir.is_dir():
+        return []
+    runs = [p for p in runs_dir.iterdir() if (p / DB_NAME).is_file()]
+    return sorted(runs, key=lambda p: (p / DB_NAME).stat().st_mtime, reverse=True)

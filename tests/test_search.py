@@ -1,0 +1,108 @@
+"""The research loop with the real offline agent, store and personas, and a fake trainer.
+
+The fake executor scores a candidate from its code (a higher learning rate or a schedule
+is better), so these tests run in a second; the real trainer is exercised by test_run_e2e.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from dreamteam.agents import build_team, parse_model_map
+from dreamteam.agents.factory import Credentials
+from dreamteam.agents.offline import OfflineAgent
+from dreamteam.config import RunConfig
+from dreamteam.executors import Job
+from dreamteam.personas import load_library
+from dreamteam.search import BASELINE_ID, Search, code_hash, pick_team
+from dreamteam.store import RunStore
+from dreamteam.tasks import load_task
+from dreamteam.trial import TrialResult
+from dreamteam.types import Status
+
+
+class FakeExecutor:
+    """Scores by the code: lower loss for a larger learning rate; seed noise of +-0.01."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, int]] = []
+
+    def run(self, jobs):
+        for job in jobs:
+            self.calls.append((job.candidate, job.fidelity, job.seed))
+            yield job, self._score(job)
+
+    def _score(self, job: Job) -> TrialResult:
+        train = job.files["train.py"]
+        m = re.search(r"^learning_rate = ([0-9.e-]+)", train, re.M)
+        lr = float(m.group(1)) if m else 3e-4
+        loss = 6.0 - min(lr, 1e-2) * 50 - (0.1 if "cos" in train else 0.0)
+        loss += 0.01 * ((job.seed % 3) - 1)
+        return TrialResult(
+            Status.OK,
+            "",
+            job.seed,
+            job.fidelity,
+            40,
+            val_loss=loss,
+            bpb=loss / 2,
+            train_seconds=1.0,
+            log=f"fake {loss}",
+        )
+
+
+def _search(tmp_path: Path, **overrides) -> tuple[Search, FakeExecutor, RunStore]:
+    config = RunConfig(**{"generations": 2, "team_size": 4, "fidelity": "smoke", **overrides})
+    library = load_library()
+    team = build_team(
+        parse_model_map("offline"), Credentials.from_env({}), offline=lambda: OfflineAgent(seed=0)
+    )
+    store = RunStore(tmp_path / "run")
+    store.create_run("run", "shakespeare", {}, [])
+    executor = FakeExecutor()
+    return Search(config, load_task("shakespeare"), library, team, store, executor), executor, store
+
+
+def test_team_leads_with_the_seeds_and_spans_the_modes() -> None:
+    team = pick_team(load_library(), RunConfig(team_size=5))
+    assert [p.slug for p in team[:2]] == ["archimedes", "aristotle"]
+    assert {str(p.mode) for p in team} == {"savant", "collaborator", "specialist"}
+
+
+def test_a_run_improves_on_the_baseline_and_writes_the_tree(tmp_path: Path) -> None:
+    search, _, store = _search(tmp_path)
+    summary = search.run()
+    assert summary.best != BASELINE_ID
+    assert summary.delta < -summary.ci95
+    assert (tmp_path / "run" / "gen_1" / "results.txt").is_file()
+    assert (tmp_path / "run" / "gen_0" / "baseline" / "train.py").is_file()
+    gens = store.generations()
+    assert [g["number"] for g in gens] == [0, 1, 2]
+    assert all(c.status for c in store.candidates())
+
+
+def test_resume_recomputes_nothing_finished(tmp_path: Path) -> None:
+    search, _, _ = _search(tmp_path)
+    search.run()
+    again, second, _ = _search(tmp_path)
+    again.run()
+    assert second.calls == []  # every trial came from the store
+
+
+def test_identical_code_is_not_retrained(tmp_path: Path) -> None:
+    search, executor, store = _search(
+        tmp_path, generations=1, personas=("archimedes", "archimedes")
+    )
+    search.run()
+    kinds = [c.kind for c in store.candidates() if c.generation == 1]
+    assert kinds.count("proposal") == 1 and kinds.count("duplicate") == 1
+    hashes = {c.code_hash for c in store.candidates() if c.generation == 1}
+    assert len(hashes) == 1
+
+
+def test_code_hash_ignores_comments_and_layout() -> None:
+    a = {"train.py": "x = 1  # one\n", "model.py": "def f():\n    return 2\n"}
+    b = {"train.py": "x = (1)\n", "model.py": "def f():\n\n    return 2\n"}
+    assert code_hash(a) == code_hash(b)
+    assert code_hash(a) != code_hash({**a, "train.py": "x = 2\n"})
