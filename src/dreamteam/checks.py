@@ -28,8 +28,12 @@ FORBIDDEN_ATTRS = frozenset(
         "__code__", "__subclasses__", "f_globals", "f_locals", "f_back",
         "_global_forward_pre_hooks", "_global_forward_hooks", "_global_optimizer_pre_hooks",
         "_global_optimizer_post_hooks", "settrace", "setprofile",
+        # writes module globals behind the checks' back; numpy's door to ctypes
+        "__dict__", "ctypeslib",
     }
 )
+# Builtins that take an attribute's name as a string: the name is checked like `.name`.
+_NAMED_ATTR_CALLS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
 _RETURN_HINT = "return a tuple like `return best_vloss, elapsed_min`"
 
 
@@ -70,6 +74,19 @@ def _literal(node: ast.AST) -> tuple[bool, Any]:
         return True, ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False, None
+
+
+def _const_str(node: ast.AST) -> str | None:
+    """The value of a string the source spells in pieces ("fo" + "rk", f"{'val'}.bin")."""
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, str) else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _const_str(node.left), _const_str(node.right)
+        return left + right if left is not None and right is not None else None
+    if isinstance(node, ast.JoinedStr):
+        parts = [_const_str(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
+        return "".join(p for p in parts if p is not None) if None not in parts else None
+    return None
 
 
 def _targets(node: ast.AST) -> list[ast.expr]:
@@ -125,6 +142,59 @@ def _check_protected(tree: ast.Module, file: str, protected: Mapping[str, Any]) 
     return out
 
 
+def _imported_names(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names |= {a.asname or a.name for a in node.names}
+    return names
+
+
+def _rooted_at_self(node: ast.expr) -> bool:
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name) and node.id == "self"
+
+
+def _check_protected_stores(tree: ast.Module, file: str, protected: Mapping[str, Any]) -> list[Violation]:
+    """Protected constants changed through a module (`train.batch_size = 16`, setattr).
+
+    `self.n_head = config.n_head` is a model's own field, and `cfg.n_layer = n_layer` or the
+    protected literal itself restate the value: both pass.
+    """
+    out = []
+    modules = _imported_names(tree)
+    for node in ast.walk(tree):
+        stores: list[tuple[ast.expr, str, ast.expr | None]] = []
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            value = None if isinstance(node, ast.AugAssign) else node.value
+            stores = [(t.value, t.attr, value) for t in _targets(node)
+                      if isinstance(t, ast.Attribute)]
+        elif isinstance(node, ast.Delete):
+            stores = [(t.value, t.attr, None) for t in node.targets if isinstance(t, ast.Attribute)]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in {"setattr", "delattr"} and len(node.args) >= 2):
+            name = _const_str(node.args[1])
+            value = node.args[2] if node.func.id == "setattr" and len(node.args) > 2 else None
+            if name is not None:
+                stores = [(node.args[0], name, value)]
+            if isinstance(node.args[0], ast.Name) and node.args[0].id in modules:
+                msg = f"{node.func.id}() on the module {node.args[0].id!r} is not allowed"
+                out.append(Violation("forbidden-call", file, node.lineno, msg))
+        for base, attr, value in stores:
+            if attr not in protected or _rooted_at_self(base):
+                continue
+            restated = isinstance(value, ast.Name) and value.id == attr
+            ok, literal = _literal(value) if value is not None else (False, None)
+            if restated or (ok and literal == protected[attr] and type(literal) is type(protected[attr])):
+                continue
+            msg = f"{attr} is protected and may not be changed through another object"
+            out.append(Violation("protected-constant", file, node.lineno, msg))
+    return out
+
+
 def _check_imports(tree: ast.Module, file: str, allowed: frozenset[str]) -> list[Violation]:
     out = []
     for node in ast.walk(tree):
@@ -132,10 +202,7 @@ def _check_imports(tree: ast.Module, file: str, allowed: frozenset[str]) -> list
         if isinstance(node, ast.Import):
             modules = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                modules = [node.module or ""]
-            else:
-                modules = [node.module or ""]
+            modules = [node.module or ""]
         for module in modules:
             top = module.split(".")[0]
             if module not in allowed and top not in allowed:
@@ -156,19 +223,26 @@ def _check_calls(tree: ast.Module, file: str) -> list[Violation]:
                 if not (isinstance(first, ast.Name) and first.id in {"self", "module", "m"}):
                     msg = f"{node.func.id}() is only allowed on `self` or a module variable"
                     out.append(Violation("forbidden-call", file, node.lineno, msg))
+            if node.func.id in _NAMED_ATTR_CALLS and len(node.args) >= 2:
+                name = _const_str(node.args[1])
+                if name in FORBIDDEN_ATTRS:
+                    msg = f"{node.func.id}(..., {name!r}) reaches a forbidden attribute"
+                    out.append(Violation("forbidden-attribute", file, node.lineno, msg))
             if node.func.id == "open" and node.args:
-                ok, value = _literal(node.args[0])
-                if ok and isinstance(value, str) and (value.startswith("/") or ".." in value):
+                value = _const_str(node.args[0])
+                if value is not None and (value.startswith("/") or ".." in value):
                     msg = f"open({value!r}): files outside the work directory are off limits"
                     out.append(Violation("file-access", file, node.lineno, msg))
         if isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRS:
             msg = f"attribute `.{node.attr}` is not allowed"
             out.append(Violation("forbidden-attribute", file, node.lineno, msg))
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if "val.bin" in node.value:
+        # whole strings only: a piece of a joined string is checked with the whole
+        if isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr)):
+            text = _const_str(node)
+            if text is not None and "val.bin" in text:
                 msg = "the validation split is the harness's, not the candidate's"
                 out.append(Violation("file-access", file, node.lineno, msg))
-    return out
+    return sorted(set(out), key=out.index)
 
 
 def _find_function(tree: ast.Module, name: str) -> ast.FunctionDef | None:
@@ -236,6 +310,7 @@ def check_candidate(files: Mapping[str, str], task: Task) -> CheckReport:
     for name, tree in trees.items():
         violations += _check_imports(tree, name, frozenset(allowed))
         violations += _check_calls(tree, name)
+        violations += _check_protected_stores(tree, name, task.protected)
         if name == task.contract.entry_file:
             violations += _check_protected(tree, name, task.protected)
             violations += _check_entry(tree, name, task)

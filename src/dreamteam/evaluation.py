@@ -2,11 +2,17 @@
 
 The sandboxed child only turns token windows into logits (runner.py, mode ``eval``); it never
 sees a target as such. Here, in the harness, the logits go through log-softmax and the
-cross-entropy, window by window, and probes hidden among the real windows check that the
-model is a function of its weights and of the tokens up to each position:
-  - causality: a window and a copy whose tokens after position t differ must agree up to t;
-  - consistency: a window placed twice, in different batches, must give the same logits.
-Probe rows are shuffled among the real ones with an unpredictable permutation.
+cross-entropy, window by window, and probes check that the model is a function of its
+weights and of the tokens up to each position. Two fresh processes, each in its own directory
+and with its own shared memory, so that nothing passes from one to the other:
+  - the scoring pass: every real window once, plus repeats (consistency across batches);
+  - the probe pass: perturbed copies (causality: a copy whose tokens after position t differ
+    must agree with the original up to t) and decoys (real windows again: the model must
+    give the same logits in a small process as in the big one).
+A model that stays in one process could remember windows, or read them all from its input
+file, and then make a window and its perturbed copy agree while peeking ahead; the perturbed
+copy in a process that never saw the original is what catches that. Rows are shuffled with an
+unpredictable permutation.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -29,21 +36,25 @@ from dreamteam.sandbox import Isolation, Limits, ProcessResult, run_sandboxed
 from dreamteam.tasks import Task
 
 CHUNK = 16  # windows per round trip: 16 x 64 x 50,257 fp32 logits = 206 MB per slot
-N_CAUSAL_PROBES = 3
+N_CAUSAL_PROBES = 24  # each checks one position: more of them catch a model that peeks rarely
 N_REPEAT_PROBES = 2
-PROBE_COLUMNS = 512  # vocabulary columns compared by the probes (chosen at random)
+N_DECOYS = 8
+PROBE_COLUMNS = 512  # random vocabulary columns compared by the probes, besides the tokens
+# of the probed windows themselves (a model that peeks raises the logit of the next token)
 PROBE_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
 class Windows:
-    """The rows sent to the model, and what the harness alone knows about them."""
+    """The rows sent to the model in each pass, and what the harness alone knows about them."""
 
-    inputs: np.ndarray  # (rows, T) int64, shuffled
+    inputs: np.ndarray  # (rows, T) int64, the scoring pass, shuffled
     targets: np.ndarray  # (rows, T) int64, -1 where a position is not scored
-    causal: tuple[tuple[int, int, int], ...]  # (row, perturbed row, last shared position)
-    repeats: tuple[tuple[int, int], ...]  # (row, duplicate row)
-    columns: np.ndarray  # vocabulary columns compared by the probes
+    probe_inputs: np.ndarray  # (probe rows, T) int64, the probe pass, shuffled
+    causal: tuple[tuple[int, int, int], ...]  # (row, probe row, last shared position)
+    repeats: tuple[tuple[int, int], ...]  # (row, duplicate row), both in the scoring pass
+    decoys: tuple[tuple[int, int], ...]  # (row, probe row): the same window in both passes
+    columns: np.ndarray  # vocabulary columns compared by the probes, sorted
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,16 @@ class EvalOutcome:
     process: ProcessResult | None
 
 
+def _shuffled(rows: list[np.ndarray], rng: random.Random) -> tuple[list[int], list[int]]:
+    """A permutation of rows: (order: new -> old, where: old -> new)."""
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    where = [0] * len(order)
+    for new, old in enumerate(order):
+        where[old] = new
+    return order, where
+
+
 def build_windows(val: np.ndarray, context: int, vocab: int, rng: random.Random) -> Windows:
     """Non-overlapping windows covering every prediction of the split once, plus probes."""
     tokens = val.astype(np.int64)
@@ -83,90 +104,114 @@ def build_windows(val: np.ndarray, context: int, vocab: int, rng: random.Random)
         targets.append(tail)
     real = len(inputs)
     blank = np.full(context, -1, dtype=np.int64)
-    causal, repeats = [], []
-    for _ in range(N_CAUSAL_PROBES):
-        src = rng.randrange(real)
-        t = rng.randrange(context // 4, context - 1)
-        changed = inputs[src].copy()
-        changed[t + 1 :] = [rng.randrange(vocab) for _ in range(context - t - 1)]
-        causal.append((src, len(inputs), t))
-        inputs.append(changed)
-        targets.append(blank)
+    repeats, probe_rows, causal, decoys = [], [], [], []
     for _ in range(N_REPEAT_PROBES):
         src = rng.randrange(real)
         repeats.append((src, len(inputs)))
         inputs.append(inputs[src].copy())
         targets.append(blank)
-    order = list(range(len(inputs)))
-    rng.shuffle(order)
-    where = {old: new for new, old in enumerate(order)}
+    # distinct windows where the split allows: a decoy or a second copy of a causal probe's
+    # window would hand the probe pass the very continuation it must not know
+    wanted = N_CAUSAL_PROBES + N_DECOYS
+    sources = rng.sample(range(real), min(real, wanted))
+    sources += [rng.randrange(real) for _ in range(wanted - len(sources))]
+    for src in sources[:N_CAUSAL_PROBES]:
+        t = rng.randrange(context // 4, context - 1)
+        changed = inputs[src].copy()
+        while changed[t + 1] == inputs[src][t + 1]:  # position t must see a different next token
+            changed[t + 1 :] = [rng.randrange(vocab) for _ in range(context - t - 1)]
+        causal.append((src, len(probe_rows), t))
+        probe_rows.append(changed)
+    for src in sources[N_CAUSAL_PROBES:]:
+        decoys.append((src, len(probe_rows)))
+        probe_rows.append(inputs[src].copy())
+    order, where = _shuffled(inputs, rng)
+    probe_order, probe_where = _shuffled(probe_rows, rng)
+    probed = [inputs[i] for pair in repeats for i in pair] + probe_rows + [inputs[s] for s in sources]
+    columns = set(rng.sample(range(vocab), min(PROBE_COLUMNS, vocab)))
+    columns |= {int(token) for row in probed for token in row}
     return Windows(
         inputs=np.stack([inputs[i] for i in order]),
         targets=np.stack([targets[i] for i in order]),
-        causal=tuple((where[a], where[b], t) for a, b, t in causal),
+        probe_inputs=np.stack([probe_rows[i] for i in probe_order]),
+        causal=tuple((where[a], probe_where[b], t) for a, b, t in causal),
         repeats=tuple((where[a], where[b]) for a, b in repeats),
-        columns=np.array(sorted(rng.sample(range(vocab), min(PROBE_COLUMNS, vocab)))),
+        decoys=tuple((where[a], probe_where[b]) for a, b in decoys),
+        columns=np.array(sorted(columns)),
     )
 
 
 class _Reducer:
-    """Consumes logits chunk by chunk: sums the loss, keeps the probe rows."""
+    """Consumes one pass's logits chunk by chunk: sums the loss, keeps the probe rows."""
 
-    def __init__(self, windows: Windows):
-        self.windows = windows
+    def __init__(self, targets: np.ndarray, wanted: set[int], columns: np.ndarray):
+        self.targets = targets
+        self.wanted = wanted
+        self.columns = torch.from_numpy(columns)
         self.nats = 0.0
         self.count = 0
         self.finite = True
         self.kept: dict[int, torch.Tensor] = {}
-        self.wanted = {r for trio in windows.causal for r in trio[:2]}
-        self.wanted |= {r for pair in windows.repeats for r in pair}
-        self.scratch: torch.Tensor | None = None  # reused: fresh pages per chunk cost more
-
-    def _logsumexp(self, flat: torch.Tensor) -> torch.Tensor:
-        if self.scratch is None or self.scratch.shape[0] < flat.shape[0]:
-            self.scratch = torch.empty_like(flat)
-        buf = self.scratch[: flat.shape[0]]
-        peak = flat.amax(dim=-1, keepdim=True)
-        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
-        torch.sub(flat, peak, out=buf)
-        return buf.exp_().sum(dim=-1).log_().add_(peak.squeeze(1))
 
     def add(self, first_row: int, logits: torch.Tensor) -> None:
-        rows, context, vocab = logits.shape
-        targets = torch.from_numpy(self.windows.targets[first_row : first_row + rows]).reshape(-1)
-        mask = targets >= 0
-        if mask.any():
-            flat = logits.reshape(-1, vocab)
-            # cross-entropy as logsumexp minus the target's logit: no (rows x vocab) temporary
-            lse = self._logsumexp(flat)
-            picked = flat.gather(1, targets.clamp(min=0)[:, None]).squeeze(1)
-            losses = (lse - picked)[mask]
-            total = float(losses.double().sum())
-            if not math.isfinite(total):
-                self.finite = False
-            self.nats += total
-            self.count += int(mask.sum())
-        columns = torch.from_numpy(self.windows.columns)
+        """Reduce one chunk. Destroys `logits` (the softmax is computed in place)."""
+        rows, _, vocab = logits.shape
         for r in range(first_row, first_row + rows):
             if r in self.wanted:
-                self.kept[r] = logits[r - first_row][:, columns].clone()
+                self.kept[r] = logits[r - first_row][:, self.columns].clone()
+        targets = torch.from_numpy(self.targets[first_row : first_row + rows]).reshape(-1)
+        mask = targets >= 0
+        if not mask.any():
+            return
+        flat = logits.reshape(-1, vocab)
+        picked = flat.gather(1, targets.clamp(min=0)[:, None]).squeeze(1)
+        # cross-entropy as logsumexp minus the target's logit, in place: no second buffer
+        peak = flat.amax(dim=-1, keepdim=True)
+        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+        lse = flat.sub_(peak).exp_().sum(dim=-1).log_().add_(peak.squeeze(1))
+        total = float((lse - picked)[mask].double().sum())
+        if not math.isfinite(total):
+            self.finite = False
+        self.nats += total
+        self.count += int(mask.sum())
 
-    def probe_failures(self) -> list[str]:
-        failures = []
-        for row, other, t in self.windows.causal:
-            a, b = self.kept[row][: t + 1], self.kept[other][: t + 1]
-            if not torch.allclose(a, b, atol=PROBE_TOLERANCE, rtol=PROBE_TOLERANCE):
-                failures.append(f"causality: logits at position <= {t} changed with later tokens")
-        for row, other in self.windows.repeats:
-            if not torch.allclose(self.kept[row], self.kept[other], atol=PROBE_TOLERANCE,
-                                  rtol=PROBE_TOLERANCE):
-                failures.append("consistency: the same window gave different logits in another batch")
-        return failures
+
+def bits_per_byte(nats: float, n_bytes: int) -> float:
+    """Total nats over the split's tokens, as bits per byte of its UTF-8 text."""
+    return nats / math.log(2) / n_bytes
 
 
-def _converse(windows: Windows, vocab: int, shared: torch.Tensor, reducer: _Reducer, ready: dict):
-    rows, context = windows.inputs.shape
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.allclose(a, b, atol=PROBE_TOLERANCE, rtol=PROBE_TOLERANCE)
+
+
+def probe_failures(windows: Windows, main: dict[int, torch.Tensor],
+                   probe: dict[int, torch.Tensor]) -> list[str]:
+    """What the probes found, from the kept logits of the scoring and the probe pass."""
+    causal = [t for row, other, t in windows.causal
+              if not _close(main[row][: t + 1], probe[other][: t + 1])]
+    repeats = [1 for row, other in windows.repeats if not _close(main[row], main[other])]
+    decoys = [1 for row, other in windows.decoys if not _close(main[row], probe[other])]
+    failures = []
+    if causal:
+        failures.append(f"causality: {len(causal)} of {len(windows.causal)} windows changed their "
+                        f"logits at positions <= t when only tokens after t changed (t={causal[0]}"
+                        f"{', ...' if len(causal) > 1 else ''})")
+    if repeats:
+        failures.append(f"consistency: {len(repeats)} of {len(windows.repeats)} windows gave "
+                        "different logits in another batch")
+    if decoys:
+        failures.append(f"consistency: {len(decoys)} of {len(windows.decoys)} windows gave "
+                        "different logits in another process")
+    return failures
+
+
+def _converse(rows: int, slots: torch.Tensor, on_chunk: Callable[[int, torch.Tensor], None],
+              ready: dict[str, Any]) -> Callable[[IO[bytes], IO[bytes]], None]:
     n_chunks = math.ceil(rows / CHUNK)
+    # The child may write to both slots at any time: each chunk is copied out before it is
+    # read, so that the loss and the probes see the same numbers.
+    private = torch.empty(slots.shape[1:], dtype=slots.dtype)
 
     def talk(stdin: IO[bytes], results: IO[bytes]) -> None:
         first = json.loads(results.readline() or b"{}")
@@ -180,14 +225,53 @@ def _converse(windows: Windows, vocab: int, shared: torch.Tensor, reducer: _Redu
             if reply.get("chunk") != i:
                 ready.update(reply)
                 return
+            n = min(CHUNK, rows - i * CHUNK)
+            private[:n].copy_(slots[i % 2, :n])
             if i + 1 < n_chunks:  # the child fills the other slot while this one is reduced
                 stdin.write(f"{i + 1}\n".encode())
                 stdin.flush()
-            n = min(CHUNK, rows - i * CHUNK)
-            reducer.add(i * CHUNK, shared[i % 2, :n])
+            on_chunk(i * CHUNK, private[:n])
         ready["done"] = True
 
     return talk
+
+
+def _logits_pass(task: Task, files: dict[str, str], checkpoint: Path, inputs: np.ndarray,
+                 work_dir: Path, limits: Limits, isolation: Isolation,
+                 on_chunk: Callable[[int, torch.Tensor], None]) -> tuple[ProcessResult, dict]:
+    """One fresh sandboxed process computing the logits of `inputs`, fed to on_chunk."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name, source in files.items():
+        (work_dir / name).write_text(source, encoding="utf-8")
+    shutil.copyfile(checkpoint, work_dir / "ckpt.pt")
+    np.save(work_dir / "inputs.npy", inputs)
+    # logits travel through anonymous shared memory, new for each pass: no disk, no copy
+    # through a pipe, and nothing a pass leaves behind for the next one
+    size = 2 * CHUNK * task.context * task.vocab_size * 4
+    memfd = os.memfd_create("dreamteam-logits")
+    os.ftruncate(memfd, size)
+    buffer = mmap.mmap(memfd, size)
+    shape = (2, CHUNK, task.context, task.vocab_size)
+    slots = torch.from_numpy(np.frombuffer(buffer, dtype=np.float32).reshape(shape))
+    ready: dict[str, Any] = {}
+    config = {
+        "model_file": task.contract.model_file,
+        "model_class": task.contract.model_class,
+        "config_class": task.contract.config_class,
+        "vocab_size": task.vocab_size,
+        "chunk": CHUNK,
+        "logits_fd": memfd,
+    }
+    talk = _converse(len(inputs), slots, on_chunk, ready)
+    try:
+        process = run_sandboxed("eval", config, work_dir, limits, isolation, converse=talk,
+                                pass_fds=(memfd,))
+    finally:
+        del talk, slots  # release the views before the mapping closes
+        buffer.close()
+        os.close(memfd)
+    (work_dir / "inputs.npy").unlink(missing_ok=True)
+    return process, ready
 
 
 def evaluate_checkpoint(
@@ -200,58 +284,39 @@ def evaluate_checkpoint(
     limits: Limits,
     isolation: Isolation,
 ) -> EvalOutcome:
-    """Score a trained checkpoint on the whole validation split, in a fresh sandboxed process."""
+    """Score a trained checkpoint on the whole validation split, in fresh sandboxed processes."""
     start = time.monotonic()
-    work_dir.mkdir(parents=True, exist_ok=True)
-    for name, source in files.items():
-        (work_dir / name).write_text(source, encoding="utf-8")
-    shutil.copyfile(checkpoint, work_dir / "ckpt.pt")
     windows = build_windows(val, task.context, task.vocab_size, random.SystemRandom())
-    np.save(work_dir / "inputs.npy", windows.inputs)
-    # logits travel through anonymous shared memory: no disk, no copy through a pipe
-    size = 2 * CHUNK * task.context * task.vocab_size * 4
-    memfd = os.memfd_create("dreamteam-logits")
-    os.ftruncate(memfd, size)
-    buffer = mmap.mmap(memfd, size)
-    shape = (2, CHUNK, task.context, task.vocab_size)
-    shared = torch.from_numpy(np.frombuffer(buffer, dtype=np.float32).reshape(shape))
-    reducer = _Reducer(windows)
-    ready: dict[str, Any] = {}
-    config = {
-        "model_file": task.contract.model_file,
-        "model_class": task.contract.model_class,
-        "config_class": task.contract.config_class,
-        "vocab_size": task.vocab_size,
-        "chunk": CHUNK,
-        "logits_fd": memfd,
-    }
-    talk = _converse(windows, task.vocab_size, shared, reducer, ready)
-    try:
-        process = run_sandboxed("eval", config, work_dir, limits, isolation, converse=talk,
-                                pass_fds=(memfd,))
-    finally:
-        del talk, shared  # release the views before the mapping closes
-        buffer.close()
-        os.close(memfd)
-    (work_dir / "inputs.npy").unlink(missing_ok=True)
+    # the probe pass first: it is short, and a crash there saves the long pass
+    probe = _Reducer(np.full(windows.probe_inputs.shape, -1), set(range(len(windows.probe_inputs))),
+                     windows.columns)
+    process, ready = _logits_pass(task, files, checkpoint, windows.probe_inputs,
+                                  work_dir / "probe", limits, isolation, probe.add)
+    wanted = {r for r, _, _ in windows.causal} | {r for r, _ in windows.decoys}
+    wanted |= {r for pair in windows.repeats for r in pair}
+    main = _Reducer(windows.targets, wanted, windows.columns)
+    if ready.get("done"):
+        process, ready = _logits_pass(task, files, checkpoint, windows.inputs,
+                                      work_dir / "score", limits, isolation, main.add)
     if not ready.get("done"):
         status, reason = process_failure(process, ready.get("error", ""))
         return EvalOutcome(None, status, f"evaluation: {reason}", process)
-    failures = reducer.probe_failures()
+    # not finite before the probes: NaN logits also fail every comparison
+    if not main.finite:
+        return EvalOutcome(None, "nan", "the model's logits are not finite on the validation split", process)
+    failures = probe_failures(windows, main.kept, probe.kept)
     if failures:
         return EvalOutcome(None, "cheating", "; ".join(failures), process)
-    if not reducer.finite:
-        return EvalOutcome(None, "nan", "the model's logits are not finite on the validation split", process)
     wrong = {k: v for k, v in task.protected.items()
              if k in ready.get("model_args", {}) and ready["model_args"][k] != v}
     if wrong:
         detail = ", ".join(f"{k}={ready['model_args'][k]!r} (must be {v!r})" for k, v in wrong.items())
         return EvalOutcome(None, "invalid", f"checkpoint model_args change protected values: {detail}", process)
-    loss = reducer.nats / reducer.count
+    loss = main.nats / main.count
     score = Score(
         val_loss=loss,
-        bpb=reducer.nats / math.log(2) / val_bytes,
-        tokens=reducer.count,
+        bpb=bits_per_byte(main.nats, val_bytes),
+        tokens=main.count,
         n_params=int(ready.get("n_params", 0)),
         eval_seconds=time.monotonic() - start,
         model_args=dict(ready.get("model_args", {})),
@@ -260,12 +325,18 @@ def evaluate_checkpoint(
 
 
 def process_failure(process: ProcessResult, error: str) -> tuple[str, str]:
-    """Classify a sandboxed process that did not finish its job: (status, reason)."""
-    tail = process.log.strip().splitlines()[-1:] if process.log.strip() else []
+    """Classify a sandboxed process that did not finish its job: (status, reason).
+
+    Evidence is what the harness observed (its timer, the memory cgroup's OOM count) and the
+    runner's description of the exception; the candidate's own output is not, since a
+    candidate can print "MemoryError" to pass a crash off as an OOM.
+    """
+    # the last line of output, cut short: the reason is stored and shown on one line
+    tail = [line[:300] for line in process.log.strip().splitlines()[-1:]]
     if process.timed_out:
         return "timeout", f"killed after the {process.wall_seconds:.0f} s time limit"
     memory_words = ("MemoryError", "can't allocate memory", "bad_alloc", "Cannot allocate memory")
-    if process.oom or any(w in (error + process.log[-4000:]) for w in memory_words):
+    if process.oom or any(w in error for w in memory_words):
         return "oom", "ran out of memory (the sandbox's memory limit)"
     if error:
         return "crashed", error

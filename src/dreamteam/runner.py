@@ -23,9 +23,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # -I drops PYTHONPATH
 
-from dreamteam.confine import (  # noqa: E402
+import contextlib
+
+from dreamteam.confine import (
     SYSTEM_READ_DIRS,
     apply_landlock,
+    apply_seccomp,
+    drop_capabilities,
     install_audit_hook,
     python_read_dirs,
 )
@@ -37,13 +41,11 @@ def _report(config: dict[str, Any], payload: dict[str, Any]) -> None:
     os.write(config["result_fd"], (json.dumps(payload) + "\n").encode())
 
 
-def _set_limits(config: dict[str, Any]) -> None:
+def _set_limits(config: dict[str, Any]) -> list[str]:
     limits = config["limits"]
     for path in config.get("cgroup_procs", []):
-        try:
+        with contextlib.suppress(OSError):
             Path(path).write_text(str(os.getpid()))
-        except OSError:
-            pass
     pairs = [
         (resource.RLIMIT_CPU, limits["cpu_seconds"]),
         (resource.RLIMIT_FSIZE, limits["max_file_bytes"]),
@@ -53,22 +55,31 @@ def _set_limits(config: dict[str, Any]) -> None:
         # a backstop where no memory cgroup exists; RLIMIT_AS would break torch's threads
         (resource.RLIMIT_DATA, limits["memory_bytes"] + (512 << 20)),
     ]
+    applied = 0
     for which, value in pairs:
         try:
-            soft, hard = resource.getrlimit(which)
+            _soft, hard = resource.getrlimit(which)
             cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(which, (cap, cap))
+            applied += 1
         except (ValueError, OSError):
             pass
+    return ["rlimits"] if applied == len(pairs) else []
 
 
 def _confine(config: dict[str, Any]) -> list[str]:
     work_dir = Path(config["work_dir"])
-    _set_limits(config)
+    layers = _set_limits(config)
     read = [Path(p) for p in SYSTEM_READ_DIRS] + python_read_dirs()
     read += [Path(p) for p in config.get("read_dirs", [])]
-    layers = apply_landlock([work_dir], read)
+    layers += apply_landlock([work_dir], read)
+    layers += drop_capabilities()  # after the cgroup writes above, which need root's powers
+    layers += apply_seccomp()
     install_audit_hook(work_dir)
+    layers.append("audit-hook")
+    # the first line on the result channel, written before any candidate code runs: the one
+    # line the harness can trust, and its record of which walls really stood
+    _report(config, {"confined": layers})
     sys.path.insert(0, str(work_dir))
     return layers
 
@@ -115,7 +126,7 @@ def _train(config: dict[str, Any]) -> int:
             "data_dir": config["data_dir"], "out_dir": config["work_dir"], "iters": budget,
             "seed": int(config["seed"]), "device": config["device"],
         })
-    except BaseException as exc:  # noqa: BLE001 - the candidate's failure is data
+    except BaseException as exc:
         traceback.print_exc()
         _report(config, {"error": _describe(exc), "steps": state["steps"], "layers": layers,
                          "memory_error": isinstance(exc, MemoryError)})
@@ -136,7 +147,7 @@ def _train(config: dict[str, Any]) -> int:
 def _is_scalar(value: Any) -> bool:
     try:
         return getattr(value, "numel", lambda: 0)() == 1
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -156,7 +167,7 @@ def _evaluate(config: dict[str, Any]) -> int:
     inputs = np.load(work_dir / "inputs.npy")
     layers = _confine(config)
     vocab, chunk = int(config["vocab_size"]), int(config["chunk"])
-    n, t = inputs.shape
+    _n, t = inputs.shape
     # two slots: the harness reduces one chunk while this process fills the other
     shared = mmap.mmap(int(config["logits_fd"]), 2 * chunk * t * vocab * 4)
     out = np.frombuffer(shared, dtype=np.float32).reshape(2, chunk, t, vocab)
@@ -183,7 +194,7 @@ def _evaluate(config: dict[str, Any]) -> int:
                 raise ValueError(f"model(idx) must return logits of shape (B, T, >={vocab}), got {shape}")
             out[i % 2, : len(x)] = logits[..., :vocab].float().numpy()
             _report(config, {"chunk": i})
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         traceback.print_exc()
         _report(config, {"error": _describe(exc), "memory_error": isinstance(exc, MemoryError)})
         return 1

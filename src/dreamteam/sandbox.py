@@ -6,12 +6,15 @@ Layers, each probed and recorded (a user's laptop has fewer than a Linux server)
   - cgroup v1 pids and memory controllers: fork bombs and memory hogs are stopped;
   - a wall-clock timeout that kills the whole process group;
   - stdout/stderr read through a pipe and kept to a bounded head and tail;
-  - inside the child (runner.py): rlimits, Landlock and an audit hook, before candidate code.
+  - inside the child (runner.py): rlimits, Landlock, no capabilities, seccomp and an audit
+    hook, before candidate code. The child confirms them on the result channel before any
+    candidate code runs, and only confirmed layers are recorded.
 The harness process never imports candidate code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -88,6 +91,7 @@ class ProcessResult:
 
     @property
     def signal(self) -> int | None:
+        """The signal that killed the process, if one did."""
         return -self.returncode if self.returncode < 0 else None
 
 
@@ -139,10 +143,9 @@ class _Cgroup:
         self.memory.mkdir()
         (self.pids / "pids.max").write_text(str(limits.max_processes))
         (self.memory / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
-        try:  # no swapping around the limit where swap accounting exists
+        # no swapping around the limit where swap accounting exists
+        with contextlib.suppress(OSError):
             (self.memory / "memory.memsw.limit_in_bytes").write_text(str(limits.memory_bytes))
-        except OSError:
-            pass
 
     def procs_files(self) -> list[str]:
         return [str(self.pids / "cgroup.procs"), str(self.memory / "cgroup.procs")]
@@ -166,10 +169,8 @@ class _Cgroup:
             except OSError:
                 continue
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
     def destroy(self) -> None:
         for group in (self.pids, self.memory):
@@ -181,15 +182,11 @@ class _Cgroup:
                 if not pids:
                     break
                 for pid in pids:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 time.sleep(0.02)
-            try:
+            with contextlib.suppress(OSError):
                 group.rmdir()
-            except OSError:
-                pass
 
 
 class _LogTap(threading.Thread):
@@ -247,7 +244,12 @@ def run_sandboxed(
     otherwise the child's report is read from the result channel when it exits.
     `on_output` sees the child's output line by line as it comes (for progress displays).
     """
-    cgroup = _Cgroup(limits) if isolation.cgroup else None
+    cgroup = None
+    if isolation.cgroup:
+        try:
+            cgroup = _Cgroup(limits)
+        except OSError:  # probed writable, yet refused (a full hierarchy, a read-only mount)
+            cgroup = None
     read_fd, write_fd = os.pipe()
     child_config = dict(config)
     child_config.update(
@@ -290,6 +292,7 @@ def run_sandboxed(
     tap.start()
     results = os.fdopen(read_fd, "rb", buffering=0)
     expired = threading.Event()
+    confirmed: list[str] = []
 
     def on_timeout() -> None:
         expired.set()
@@ -301,16 +304,13 @@ def run_sandboxed(
     timer.start()
     try:
         if converse is not None:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+                confirmed += _confirmed_layers(results.readline())
                 converse(proc.stdin, results)
-            except (BrokenPipeError, OSError, ValueError):
-                pass
-        try:
+        with contextlib.suppress(OSError):
             proc.stdin.close()
-        except OSError:
-            pass
         proc.wait()
-        report = _read_report(read_fd)
+        report = _read_report(read_fd, confirmed)
     finally:
         timer.cancel()
         _kill_group(proc)
@@ -327,23 +327,47 @@ def run_sandboxed(
         log=tap.text(),
         log_bytes=tap.total,
         report=report,
-        layers=isolation.layers(),
+        layers=_recorded_layers(isolation, cgroup is not None, confirmed),
     )
 
 
-def _read_report(fd: int) -> dict[str, Any]:
+# Layers the child applies to itself: recorded only when it confirmed them.
+_CHILD_LAYERS = ("rlimits", "audit-hook", "landlock-abi")
+
+
+def _recorded_layers(isolation: Isolation, cgroup: bool, confirmed: list[str]) -> tuple[str, ...]:
+    parent = [name for name in isolation.layers() if not name.startswith(_CHILD_LAYERS)]
+    if not cgroup:
+        parent = [name for name in parent if not name.startswith("cgroup-")]
+    return tuple(parent + [name for name in confirmed if name not in parent])
+
+
+def _confirmed_layers(line: bytes) -> list[str]:
+    """The layers named by the child's first line on the result channel, if it is that line."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return []
+    layers = value.get("confined") if isinstance(value, dict) else None
+    return [str(name) for name in layers] if isinstance(layers, list) else []
+
+
+def _read_report(fd: int, confirmed: list[str]) -> dict[str, Any]:
     """The last JSON line the child wrote to the result channel (it may write nothing).
 
-    Read without blocking: a descendant that escaped could hold the pipe open forever.
+    The first line, when no conversation has read it yet, is the child's confirmation of its
+    walls: it goes to `confirmed`, not into the report. Read without blocking: a descendant
+    that escaped could hold the pipe open forever.
     """
     os.set_blocking(fd, False)
     data = b""
-    try:
+    with contextlib.suppress(BlockingIOError, OSError):
         while chunk := os.read(fd, 1 << 16):
             data += chunk
-    except (BlockingIOError, OSError):
-        pass
-    for line in reversed(data.splitlines()):
+    lines = data.splitlines()
+    if lines and not confirmed and _confirmed_layers(lines[0]):
+        confirmed += _confirmed_layers(lines.pop(0))
+    for line in reversed(lines):
         try:
             value = json.loads(line)
         except ValueError:
@@ -354,7 +378,5 @@ def _read_report(fd: int) -> dict[str, Any]:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -1,121 +1,139 @@
-"""Turn a run store into the report's data, plots and HTML. Every number comes from the store."""
+"""Render a run into one self-contained HTML file: inline CSS, inline JS, inline SVG plots.
+
+    RunStore ─► data.gather ─► plots (matplotlib SVG) + diffs (pygments) ─► report.html.j2
+
+The page loads nothing from anywhere: it can be mailed, archived or opened offline.
+"""
 
 from __future__ import annotations
 
-import io
-import statistics
-from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from dreamteam.report import plots
+from dreamteam.report.data import ReportData, gather
+from dreamteam.report.diffs import highlight_css, render_diff
+from dreamteam.report.tallies import pareto_front
+from dreamteam.report.views import CandidateView
 from dreamteam.store import RunStore
 
-_MODE_COLOURS = {
-    "savant": "#b5522b",
-    "collaborator": "#2b6cb5",
-    "specialist": "#3a8f4b",
-    "baseline": "#444444",
-}
+
+# -- template filters ---------------------------------------------------------------------------
+def _num(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
-@dataclass(frozen=True)
-class Row:
-    """One candidate in the leaderboard."""
-
-    id: str
-    persona: str
-    mode: str
-    generation: int
-    status: str
-    screen: float | None
-    confirm_mean: float | None
-    confirm_sd: float | None
-    confirm_n: int
-    train_seconds: float | None
-    reason: str
-    diff: str
+def _signed(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:+.{digits}f}"
 
 
-def _rows(store: RunStore, cfg: dict[str, Any]) -> list[Row]:
-    rows = []
-    for c in store.candidates():
-        trials = [t for t in store.trials(c.id) if t.val_loss is not None]
-        screen = [t for t in trials if t.fidelity == cfg["screen_fidelity"]]
-        confirm = [t.val_loss for t in trials if t.fidelity == cfg["fidelity"] and t.val_loss]
-        rows.append(
-            Row(
-                id=c.id,
-                persona=c.persona,
-                mode=c.mode,
-                generation=c.generation,
-                status=c.status or "pending",
-                screen=screen[0].val_loss if screen else None,
-                confirm_mean=statistics.fmean(confirm) if confirm else None,
-                confirm_sd=statistics.stdev(confirm) if len(confirm) > 1 else None,
-                confirm_n=len(confirm),
-                train_seconds=screen[0].train_seconds if screen else None,
-                reason=c.reason or c.summary,
-                diff=c.diff,
-            )
-        )
-    return rows
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
-def _svg(fig: Any) -> str:
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
+def _when(stamp: float | None) -> str:
+    return "–" if not stamp else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
 
 
-def _progress_plot(rows: list[Row], fidelity: str) -> str:
-    import matplotlib
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("dreamteam.report", "templates"),
+        autoescape=True,  # every string from the store (answers, logs, reasons) is escaped
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(num=_num, signed=_signed, duration=_duration, when=_when)
+    env.filters["colour"] = plots.colour
+    return env
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    best = float("inf")
-    gens, bests = [], []
-    for g in sorted({r.generation for r in rows}):
-        for r in rows:
-            if r.generation == g and r.screen is not None:
-                ax.scatter(g, r.screen, color=_MODE_COLOURS.get(r.mode, "#888"), s=28, alpha=0.8)
-                best = min(best, r.screen)
-        if best < float("inf"):
-            gens.append(g)
-            bests.append(best)
-    ax.plot(gens, bests, color="#111", linewidth=1.5, label="best so far")
-    for mode, colour in _MODE_COLOURS.items():
-        ax.scatter([], [], color=colour, label=mode)
-    ax.set_xlabel("generation")
-    ax.set_ylabel(f"validation loss @ {fidelity} (nats)")
-    ax.legend(fontsize=8, frameon=False)
-    ax.grid(alpha=0.3)
-    svg = _svg(fig)
-    plt.close(fig)
-    return svg
+# -- assembling ---------------------------------------------------------------------------------
+def _incumbents(data: ReportData) -> list[tuple[int, float]]:
+    """(generation, screening loss of that generation's best): the best-so-far line."""
+    line = []
+    for g in data.generations:
+        best = data.get(g["best"])
+        if best is not None and best.screen_loss is not None:
+            line.append((g["number"], best.screen_loss))
+    return line
+
+
+def _section_order(data: ReportData) -> list[CandidateView]:
+    """Candidates by generation, best screening loss first, failures last."""
+    return sorted(
+        data.candidates,
+        key=lambda c: (c.record.generation, c.screen_loss is None, c.screen_loss or 0.0),
+    )
+
+
+def _leaderboard(data: ReportData) -> list[CandidateView]:
+    """Candidates ranked by confirmed loss, then by screening loss."""
+    inf = float("inf")
+    return sorted(
+        data.candidates,
+        key=lambda c: (
+            c.confirm.mean if c.confirm else inf,
+            c.screen_loss if c.screen_loss is not None else inf,
+        ),
+    )
+
+
+def _context(data: ReportData) -> dict[str, Any]:
+    cfg = data.overview.config
+    scored = [
+        (c.screen.train_seconds, c.screen_loss, c.id)
+        for c in data.candidates
+        if c.screen and c.screen_loss is not None
+    ]
+    with plots.plot_style():
+        figures = {
+            "progress": plots.progress_plot(
+                data.candidates, _incumbents(data), cfg.screen_fidelity
+            ),
+            "headline": plots.headline_plot(data.headline, cfg.fidelity),
+            "funnel": plots.funnel_plot(data.funnel),
+            "pareto": plots.pareto_plot(data.candidates, pareto_front(scored), cfg.screen_fidelity),
+        }
+        curves = {}
+        for c in data.candidates:
+            if c.curve.iters:
+                parent = data.get(c.record.parent)
+                curves[c.id] = plots.curve_plot(c.curve, c.record.mode, parent and parent.curve)
+    return {
+        "d": data,
+        "o": data.overview,
+        "cfg": cfg,
+        "figures": figures,
+        "curves": curves,
+        "diffs": {c.id: render_diff(c.record.diff) for c in data.candidates if c.record.diff},
+        "sections": _section_order(data),
+        "leaderboard": _leaderboard(data),
+        "highlight_css": highlight_css(".diff .src"),
+        "mode_colours": plots.MODE_COLOURS,
+    }
+
+
+def render_report(store: RunStore) -> str:
+    """The report for `store` as one HTML string."""
+    template = _environment().get_template("report.html.j2")
+    return template.render(_context(gather(store)))
 
 
 def write_report(store: RunStore, path: Path) -> Path:
     """Render the report for `store` into `path` (one self-contained HTML file)."""
-    info = store.run_info()
-    cfg = info["config"]
-    rows = _rows(store, cfg)
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("dreamteam.report", "templates"),
-        autoescape=jinja2.select_autoescape(["html"]),
-    )
-    html = env.get_template("report.html.j2").render(
-        info=info,
-        cfg=cfg,
-        rows=sorted(rows, key=lambda r: (r.screen is None, r.screen or 0.0)),
-        generations=store.generations(),
-        steering=store.steering(),
-        progress_svg=_progress_plot(rows, cfg["screen_fidelity"]),
-    )
+    html = render_report(store)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)  # a reader never sees half a report
     return path

@@ -1,0 +1,124 @@
+"""The offline agent: proposes real, well-known improvements without a model or a network.
+
+It draws one or more techniques from the catalogue (``techniques.py``), weighting those that
+match the persona's technique keys, applies them to the candidate's current files as code
+edits, and answers in the seeds' format: a short preamble, then one fenced block per file.
+Its draws depend only on its seed, the request's seed, the persona and the files, so the same
+request always gets the same answer: it doubles as the test fake for the search loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from dreamteam.agents.base import AgentRequest, AgentResponse, FinishReason, Usage
+from dreamteam.agents.techniques import CATALOGUE, MODEL, TRAIN, Change, Technique
+
+PRIOR_WEIGHT = 4.0  # a technique that matches a persona's keys is drawn this much more often
+_ALIASES = {"train_mps.py": TRAIN}  # the seeds' name for train.py
+_DISPLAY = {TRAIN: "train_mps.py"}  # ...which the answer uses, as the seeds' answers did
+
+
+def _fence(body: str) -> str:
+    """A backtick fence longer than any backtick run in ``body``, so the block stays whole."""
+    runs = re.findall(r"`{3,}", body)
+    return "`" * max([3, *(len(r) + 1 for r in runs)])
+
+
+def _block(name: str, source: str | None) -> str:
+    """One answer block: the file name on the first line, then the whole file (or nothing)."""
+    body = f"{name}\n{source.rstrip()}\n" if source is not None else f"{name}\n"
+    fence = _fence(body)
+    return f"{fence}python\n{body}{fence}\n"
+
+
+def render_answer(
+    preamble: str, before: Mapping[str, str], after: Mapping[str, str], names: Sequence[str]
+) -> str:
+    """The seeds' answer format: prose, then a block per file (empty when it is unchanged)."""
+    blocks = [
+        _block(_DISPLAY.get(n, n), after[n] if after.get(n) != before.get(n) else None)
+        for n in names
+    ]
+    return preamble.rstrip() + "\n\n" + "\n".join(blocks)
+
+
+def _seed(*parts: object) -> int:
+    """A stable seed (Python's ``hash`` of a str changes per process)."""
+    digest = hashlib.sha256("\x00".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def choose_and_apply(
+    files: Mapping[str, str],
+    priors: Iterable[str],
+    rng: random.Random,
+    count: int,
+    catalogue: Sequence[Technique] = CATALOGUE,
+) -> tuple[dict[str, str], list[tuple[Technique, Change]]]:
+    """Apply up to ``count`` techniques one after another, each drawn among those that apply
+    to the files as they stand, favouring ``priors``; a technique that fails is skipped."""
+    keys = set(priors)
+    current = dict(files)
+    done: list[tuple[Technique, Change]] = []
+    pool = list(catalogue)
+    while len(done) < count and pool:
+        usable = [t for t in pool if t.applies(current)]
+        if not usable:
+            break
+        weights = [PRIOR_WEIGHT if keys & set(t.keys) else 1.0 for t in usable]
+        pick = rng.choices(usable, weights)[0]
+        pool.remove(pick)
+        try:
+            change = pick.transform(current, rng)
+        except Exception:  # noqa: BLE001 - weird code: this technique sits this one out
+            continue
+        if change.files != current:
+            current = change.files
+            done.append((pick, change))
+    return current, done
+
+
+class OfflineAgent:
+    """An agent that edits code with the technique catalogue instead of asking a model."""
+
+    def __init__(self, seed: int = 0, max_techniques: int = 2):
+        if max_techniques < 1:
+            raise ValueError("max_techniques must be at least 1")
+        self._seed = seed
+        self._max = max_techniques
+
+    @property
+    def name(self) -> str:
+        """The model spec this agent answers as."""
+        return "offline"
+
+    def propose(self, request: AgentRequest) -> AgentResponse:
+        """Apply 1..max_techniques techniques to the request's files and answer with them."""
+        start = time.perf_counter()
+        files = {_ALIASES.get(name, name): source for name, source in request.files}
+        names = list(files) or [TRAIN, MODEL]
+        rng = random.Random(
+            _seed(self._seed, request.seed, request.persona, *sorted(files.items()))
+        )
+        count = rng.randint(1, self._max)
+        after, done = choose_and_apply(files, request.techniques, rng, count)
+        who = f" for {request.persona}" if request.persona else ""
+        if done:
+            lines = [f"Offline agent{who}: {len(done)} change(s) from the technique catalogue."]
+            lines += [f"- {t.name}: {c.detail}. Why: {t.why}." for t, c in done]
+        else:
+            lines = [f"Offline agent{who}: no catalogue technique applies to these files; "
+                     "nothing is changed."]
+        text = render_answer("\n".join(lines), files, after, names)
+        return AgentResponse(
+            text=text,
+            model=self.name,
+            finish=FinishReason.STOP,
+            usage=Usage(),
+            latency_s=time.perf_counter() - start,
+        )

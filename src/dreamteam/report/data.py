@@ -1,0 +1,182 @@
+"""What the report shows, gathered from the store into plain values. No HTML, no plots.
+
+    RunStore ─► gather() ─► ReportData (overview, headline, candidates, personas, funnel,
+                                        lineage, generations, steering)
+
+Every number is read from the store or computed here from what it holds; best-vs-baseline
+reuses selection.py so it matches the `best:` line of `dreamteam run`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dreamteam.config import RunConfig
+from dreamteam.errors import StoreError
+from dreamteam.report.tallies import (
+    LineageNode,
+    PersonaStats,
+    Stage,
+    build_funnel,
+    tally_personas,
+    trace_lineage,
+)
+from dreamteam.report.views import (
+    CandidateView,
+    by_seed,
+    collect_candidates,
+    run_config,
+    seed_plan,
+)
+from dreamteam.search import BASELINE_ID
+from dreamteam.selection import Comparison, Estimate, compare, estimate
+from dreamteam.store import RunStore
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The run at a glance: what ran, with whom, on what budget, at what cost."""
+
+    run_id: str
+    task: str
+    status: str
+    created: float
+    finished: float | None
+    wall_seconds: float | None
+    config: RunConfig
+    team: tuple[tuple[str, str], ...]  # (persona, mode) in order of first proposal
+    models: tuple[str, ...]  # models that answered, as the agents reported them
+    iters: dict[str, int]  # fidelity -> training iterations, from the trials
+    seeds: dict[str, tuple[int, ...]]  # screen | confirm | final -> seeds
+    tokens_in: int
+    tokens_out: int
+    cost: float
+    agent_seconds: float
+    compute_seconds: float  # training + evaluation, summed over trials
+    isolation: tuple[str, ...]
+    statuses: dict[str, int]
+    generations_done: int
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The final best against the baseline at the confirmation fidelity."""
+
+    best: CandidateView
+    baseline: CandidateView
+    seeds: tuple[int, ...]
+    best_losses: tuple[float, ...]
+    baseline_losses: tuple[float, ...]
+    best_est: Estimate | None
+    baseline_est: Estimate | None
+    comparison: Comparison | None  # None when the baseline is still the best
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the page shows."""
+
+    overview: Overview
+    headline: Headline
+    candidates: tuple[CandidateView, ...]
+    personas: tuple[PersonaStats, ...]
+    funnel: tuple[Stage, ...]
+    lineage: tuple[LineageNode, ...]
+    generations: tuple[dict[str, Any], ...]
+    steering: tuple[dict[str, Any], ...]
+
+    def get(self, candidate_id: str | None) -> CandidateView | None:
+        return next((c for c in self.candidates if c.id == candidate_id), None)
+
+
+def _overview(
+    info: dict[str, Any],
+    config: RunConfig,
+    views: Sequence[CandidateView],
+    gens: Sequence[dict[str, Any]],
+) -> Overview:
+    proposals = [v for v in views if v.record.kind != "baseline"]
+    team: dict[str, str] = {}
+    for v in proposals:
+        team.setdefault(v.record.persona, v.record.mode)
+    trials = [t for v in views for t in v.trials]
+    iters: dict[str, int] = {}
+    for t in trials:
+        iters.setdefault(t.fidelity, t.iters)
+    finished = info.get("finished")
+    last = max((g["finished"] or 0.0 for g in gens), default=0.0)
+    end = finished or last or None
+    return Overview(
+        run_id=info["id"],
+        task=info["task"],
+        status=info["status"],
+        created=info["created"],
+        finished=finished,
+        wall_seconds=end - info["created"] if end else None,
+        config=config,
+        team=tuple(team.items()),
+        models=tuple(sorted({v.record.model for v in proposals if v.record.model})),
+        iters=iters,
+        seeds=seed_plan(config),
+        tokens_in=sum(v.record.tokens_in for v in views),
+        tokens_out=sum(v.record.tokens_out for v in views),
+        cost=sum(v.record.cost for v in views),
+        agent_seconds=sum(v.record.latency for v in views),
+        compute_seconds=sum(t.train_seconds + t.eval_seconds for t in trials),
+        isolation=tuple(info["isolation"]),
+        statuses=dict(Counter(v.status for v in proposals).most_common()),
+        generations_done=sum(1 for g in gens if g["number"] > 0 and g["finished"]),
+    )
+
+
+def _headline(
+    views: Sequence[CandidateView], gens: Sequence[dict[str, Any]], config: RunConfig
+) -> Headline:
+    by_id = {v.id: v for v in views}
+    baseline = by_id.get(BASELINE_ID, views[0])
+    finished = [g for g in gens if g["best"]]
+    best = by_id.get(finished[-1]["best"], baseline) if finished else baseline
+    plan = seed_plan(config)
+    base = by_seed(baseline, config.fidelity)
+    noise = estimate([base[s] for s in plan["confirm"] if s in base])
+    if best is baseline:
+        seeds = tuple(s for s in plan["confirm"] if s in base)
+    else:
+        mine = by_seed(best, config.fidelity)
+        fresh = tuple(s for s in plan["final"] if s in mine and s in base)
+        # the final figure is on fresh seeds; a run stopped before them falls back to every
+        # confirmation seed both share
+        shared = (set(mine) & set(base)) - set(plan["screen"])
+        seeds = fresh if len(fresh) == len(plan["final"]) else tuple(sorted(shared))
+    best_losses = tuple(by_seed(best, config.fidelity)[s] for s in seeds)
+    base_losses = tuple(base[s] for s in seeds)
+    best_est, base_est = estimate(best_losses), estimate(base_losses)
+    comparison = (
+        compare(best_est, base_est, noise.sd if noise else 0.0)
+        if best is not baseline and best_est and base_est
+        else None
+    )
+    return Headline(best, baseline, seeds, best_losses, base_losses, best_est, base_est, comparison)
+
+
+def gather(store: RunStore) -> ReportData:
+    """Read the whole run from the store and derive what the report shows."""
+    info = store.run_info()
+    config = run_config(info["config"])
+    gens = store.generations()
+    views = collect_candidates(store, config, gens)
+    if not views:
+        raise StoreError(f"{store.run_dir} has no candidates yet: report once the run has started")
+    return ReportData(
+        overview=_overview(info, config, views, gens),
+        headline=_headline(views, gens, config),
+        candidates=tuple(views),
+        personas=tuple(tally_personas(views)),
+        funnel=tuple(build_funnel(views, config)),
+        lineage=tuple(trace_lineage(views, gens)),
+        generations=tuple(gens),
+        steering=tuple(store.steering()),
+    )

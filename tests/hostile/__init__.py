@@ -1,0 +1,1 @@
+"""Hostile candidates: small modifications of the baseline that attack the harness."""
