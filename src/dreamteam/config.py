@@ -101,3 +101,13 @@ def load_run_config(path: Path | None, overrides: Mapping[str, object]) -> RunCo
         return RunConfig(**values)  # type: ignore[arg-type]
     except TypeError as exc:
         raise ConfigError(f"bad setting in {path or 'options'}: {exc}") from exc
+
+
+def config_from_dict(raw: Mapping[str, object]) -> RunConfig:
+    """A stored config as a RunConfig: lists back to tuples; unknown keys (from newer
+    versions) are ignored and missing ones take their defaults."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+    return RunConfig(**values)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from dreamteam.data import DataPaths
 from dreamteam.sandbox import Isolation
@@ -27,6 +28,12 @@ class Job:
     files: dict[str, str]
     fidelity: str
     seed: int
+
+
+class Executor(Protocol):
+    """Anything that runs trials and yields their results as they finish."""
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, TrialResult]]: ...
 
 
 class LocalExecutor:

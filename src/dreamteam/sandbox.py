@@ -279,6 +279,7 @@ def run_sandboxed(
             stderr=subprocess.STDOUT,
             pass_fds=(write_fd, *pass_fds),
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     except OSError as exc:
         os.close(read_fd)
@@ -375,6 +376,18 @@ def _read_report(fd: int, confirmed: list[str]) -> dict[str, Any]:
         if isinstance(value, dict):
             return value
     return {}
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the harness dies (kill -9 included).
+
+    The child has a session of its own, so a signal to the harness's process group misses
+    it; without this an orphaned trial would train on and write into a resumed run's tree.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

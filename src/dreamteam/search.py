@@ -24,7 +24,7 @@ from dreamteam.agents import Agent, AgentRequest, AgentTeam
 from dreamteam.config import RunConfig
 from dreamteam.edits import apply_edits, diff_files, parse_edits
 from dreamteam.errors import AgentError, ConfigError
-from dreamteam.executors import Job, LocalExecutor
+from dreamteam.executors import Executor, Job
 from dreamteam.personas import Persona, PersonaLibrary
 from dreamteam.prompting import HistoryItem, build_prompt
 from dreamteam.selection import Comparison, Estimate, compare, estimate, promote
@@ -62,6 +62,13 @@ class RunSummary:
     candidates: int
     statuses: dict[str, int] = field(default_factory=dict)
     stopped: str = ""  # why the run ended early, if it did
+
+
+def seed_plan(config: RunConfig) -> dict[str, tuple[int, ...]]:
+    """The seeds of a run: one to screen, `seeds` to confirm, `seeds` fresh ones at the end."""
+    confirm = tuple(BASE_SEED + 1 + i for i in range(config.seeds))
+    final = tuple(BASE_SEED + 1 + config.seeds + i for i in range(config.seeds))
+    return {"screen": (BASE_SEED,), "confirm": confirm, "final": final}
 
 
 def code_hash(files: dict[str, str]) -> str:
@@ -125,9 +132,9 @@ class Search:
         self.agents, self.executor, self.on_event = agents, executor, on_event
         self.team = pick_team(library, config)
         self.started = time.monotonic()
-        self.screen_seed = BASE_SEED
-        self.confirm_seeds = tuple(BASE_SEED + 1 + i for i in range(config.seeds))
-        self.final_seeds = tuple(BASE_SEED + 1 + config.seeds + i for i in range(config.seeds))
+        plan = seed_plan(config)
+        self.screen_seed = plan["screen"][0]
+        self.confirm_seeds, self.final_seeds = plan["confirm"], plan["final"]
         self.noise_sd = 0.0
 
     # -- measuring ------------------------------------------------------------------------

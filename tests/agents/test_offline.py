@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import io
 import itertools
 import math
+import os
 import random
 import sys
 from collections import Counter
@@ -27,13 +29,43 @@ from dreamteam.edits import apply_edits, parse_edits
 from dreamteam.personas.vocabulary import DIRECTIONS, TECHNIQUES
 from dreamteam.tasks import load_task
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "shakespeare" / "train.bin"
-SEED_KEYS = ("moe", "ssm", "flash_attention", "quantization", "rope", "mla", "muon",
-             "tokenization", "norms_activations", "sampling")
-ITERS = 30
+_MIRROR = (
+    os.environ.get("DREAMTEAM_DATA_MIRROR")
+    or Path(__file__).resolve().parents[3] / "shared" / "data"
+)
+DATA = Path(_MIRROR) / "shakespeare" / "train.bin"
+SEED_KEYS = (
+    "moe",
+    "ssm",
+    "flash_attention",
+    "quantization",
+    "rope",
+    "mla",
+    "muon",
+    "tokenization",
+    "norms_activations",
+    "sampling",
+)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc malloc.h)
 _counter = itertools.count()
 
 needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"no training data at {DATA}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _keep_freed_memory():
+    """Keep glibc from returning each 100 MB logits buffer to the kernel (halves a CPU step,
+    as the sandbox does for candidates); restore the defaults afterwards."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        yield
+        return
+    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    yield
+    libc.mallopt(_M_MMAP_MAX, 65536)
+    libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
 
 
 @pytest.fixture(scope="module")
@@ -73,17 +105,17 @@ def _load(files: dict[str, str], where: Path) -> tuple[ModuleType, ModuleType]:
     return model, train
 
 
-def _train(files: dict[str, str], tmp: Path, iters: int = ITERS, eval_batches: int | None = None):
+def _train(files: dict[str, str], tmp: Path, iters: int, eval_batches: int = 1):
     """Train a candidate in-process; return (model module, returned tuple, checkpoint)."""
     model_mod, train_mod = _load(files, tmp / "code")
     data = tmp / "data"
     data.mkdir()
     (data / "train.bin").symlink_to(DATA)
-    if eval_batches is not None:
-        train_mod.eval_batches = eval_batches
+    train_mod.eval_batches = eval_batches  # the advisory loss; the test computes its own
     with contextlib.redirect_stdout(io.StringIO()):
-        returned = train_mod.train(data_dir=str(data), out_dir=str(tmp), iters=iters, seed=1,
-                                   device="cpu")
+        returned = train_mod.train(
+            data_dir=str(data), out_dir=str(tmp), iters=iters, seed=1, device="cpu"
+        )
     ckpt = torch.load(tmp / "ckpt.pt", weights_only=True)
     return model_mod, returned, ckpt
 
@@ -133,8 +165,19 @@ def test_every_technique_applies_to_the_baseline_and_passes_the_checks(name, bas
 
 
 def test_structural_techniques_do_not_apply_twice(baseline):
-    once_only = ["cosine_schedule", "rmsnorm", "relu_squared", "rope", "swiglu", "qk_norm",
-                 "untie_head", "zero_init_proj", "fan_in_init", "layer_scale", "muon"]
+    once_only = [
+        "cosine_schedule",
+        "rmsnorm",
+        "relu_squared",
+        "rope",
+        "swiglu",
+        "qk_norm",
+        "untie_head",
+        "zero_init_proj",
+        "fan_in_init",
+        "layer_scale",
+        "muon",
+    ]
     for name in once_only:
         files = technique(name).apply(baseline, random.Random(0))
         assert not technique(name).applies(files), name
@@ -149,11 +192,16 @@ def test_label_smoothing_turns_off_when_it_is_on(baseline):
 
 
 def test_grad_clip_has_a_value_clipping_variant(baseline, task):
-    variants = {technique("grad_clip").apply(baseline, random.Random(s))[TRAIN].count(
-        "clip_grad_value_(") for s in range(12)}
+    variants = {
+        technique("grad_clip").apply(baseline, random.Random(s))[TRAIN].count("clip_grad_value_(")
+        for s in range(12)
+    }
     assert variants == {0, 1}
-    value = next(technique("grad_clip").apply(baseline, random.Random(s)) for s in range(12)
-                 if "clip_grad_value_(" in technique("grad_clip").apply(baseline, random.Random(s))[TRAIN])
+    value = next(
+        technique("grad_clip").apply(baseline, random.Random(s))
+        for s in range(12)
+        if "clip_grad_value_(" in technique("grad_clip").apply(baseline, random.Random(s))[TRAIN]
+    )
     assert check_candidate(value, task).ok
     back = technique("grad_clip").apply(value, random.Random(0))
     assert "clip_grad_norm_(" in back[TRAIN]
@@ -163,15 +211,13 @@ def test_techniques_skip_code_they_cannot_read():
     weird = {TRAIN: "def train(:\n", MODEL: "class GPT: pass\n"}
     assert not any(t.applies(weird) for t in CATALOGUE)
     bare = {TRAIN: "x = 1\n", MODEL: "y = 2\n"}
-    assert not any(t.applies(bare) for t in CATALOGUE if t.name != "adam_betas")
+    assert not any(t.applies(bare) for t in CATALOGUE)
 
 
-@needs_data
-@pytest.mark.parametrize("name", [t.name for t in CATALOGUE])
-def test_each_technique_trains_rebuilds_and_stays_causal(name, baseline, tmp_path):
+def _check_trains(name: str, baseline: dict[str, str], tmp: Path, iters: int, min_drop: float):
+    """Train the technique on the baseline; the checkpoint must rebuild, learn, and be causal."""
     files = technique(name).apply(baseline, random.Random(0))
-    model_mod, returned, ckpt = _train(files, tmp_path)
-    best_vloss, minutes = returned
+    model_mod, (best_vloss, minutes), ckpt = _train(files, tmp, iters)
     assert math.isfinite(best_vloss) and minutes >= 0
 
     torch.manual_seed(0)
@@ -181,7 +227,7 @@ def test_each_technique_trains_rebuilds_and_stays_causal(name, baseline, tmp_pat
     model.eval()
     x, y = _batch()
     before, after = _plain_loss(fresh, x, y), _plain_loss(model, x, y)
-    assert math.isfinite(after) and after < before - 0.05, (before, after)
+    assert math.isfinite(after) and after < before - min_drop, (before, after)
 
     logits = model(x)[0]
     assert logits.shape[:2] == x.shape and logits.shape[2] >= 50257
@@ -193,12 +239,31 @@ def test_each_technique_trains_rebuilds_and_stays_causal(name, baseline, tmp_pat
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@needs_data
+@pytest.mark.parametrize("name", [t.name for t in CATALOGUE])
+def test_each_technique_trains_rebuilds_and_stays_causal(name, baseline, tmp_path):
+    # 10 steps already take every technique ~0.15 nats below the initial loss
+    _check_trains(name, baseline, tmp_path, iters=10, min_drop=0.05)
+
+
+@pytest.mark.slow
+@needs_data
+@pytest.mark.parametrize("name", [t.name for t in CATALOGUE])
+def test_each_technique_learns_over_30_steps(name, baseline, tmp_path):
+    _check_trains(name, baseline, tmp_path, iters=30, min_drop=0.2)
+
+
 # --- stacking techniques --------------------------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(order=st.permutations([t.name for t in CATALOGUE]), count=st.integers(3, 5),
-       seed=st.integers(0, 2**16))
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    order=st.permutations([t.name for t in CATALOGUE]),
+    count=st.integers(3, 5),
+    seed=st.integers(0, 2**16),
+)
 def test_random_stacks_of_techniques_stay_valid(order, count, seed, baseline, task):
     rng = random.Random(seed)
     files, applied = dict(baseline), []
@@ -216,7 +281,7 @@ def test_random_stacks_of_techniques_stay_valid(order, count, seed, baseline, ta
 
 
 @needs_data
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(3))
 def test_random_stacks_train(seed, baseline, tmp_path):
     files, done = choose_and_apply(baseline, (), random.Random(seed), 5)
     assert len(done) == 5
@@ -237,8 +302,13 @@ def test_every_technique_at_once_trains(baseline, task, tmp_path):
 
 def _request(files, persona="archimedes", techniques=SEED_KEYS, seed=0) -> AgentRequest:
     names = {TRAIN: "train_mps.py"}
-    return AgentRequest(prompt="(prompt)", persona=persona, techniques=techniques, seed=seed,
-                        files=tuple((names.get(n, n), s) for n, s in files.items()))
+    return AgentRequest(
+        prompt="(prompt)",
+        persona=persona,
+        techniques=techniques,
+        seed=seed,
+        files=tuple((names.get(n, n), s) for n, s in files.items()),
+    )
 
 
 def _answer_files(text: str, baseline: dict[str, str], task) -> dict[str, str]:
@@ -269,13 +339,19 @@ def test_answer_is_in_the_seeds_format(baseline, task):
 
 
 def test_personas_and_seeds_give_many_distinct_valid_candidates(baseline, task):
-    priors = {"archimedes": SEED_KEYS, "aristotle": SEED_KEYS, "ada": ("lr_schedules",),
-              "hopper": ("gated_mlp", "qk_norm"), "noether": ("initialization", "weight_tying")}
+    priors = {
+        "archimedes": SEED_KEYS,
+        "aristotle": SEED_KEYS,
+        "ada": ("lr_schedules",),
+        "hopper": ("gated_mlp", "qk_norm"),
+        "noether": ("initialization", "weight_tying"),
+    }
     agent = OfflineAgent(max_techniques=2)
     seen = set()
     for (persona, keys), seed in itertools.product(priors.items(), range(4)):
-        files = _answer_files(agent.propose(_request(baseline, persona, keys, seed)).text,
-                              baseline, task)
+        files = _answer_files(
+            agent.propose(_request(baseline, persona, keys, seed)).text, baseline, task
+        )
         report = check_candidate(files, task)
         assert report.ok, report.reason()
         seen.add(tuple(sorted(files.items())))

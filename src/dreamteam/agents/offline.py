@@ -75,7 +75,7 @@ def choose_and_apply(
         pool.remove(pick)
         try:
             change = pick.transform(current, rng)
-        except Exception:  # noqa: BLE001 - weird code: this technique sits this one out
+        except Exception:  # weird code: this technique sits this one out
             continue
         if change.files != current:
             current = change.files
@@ -112,8 +112,10 @@ class OfflineAgent:
             lines = [f"Offline agent{who}: {len(done)} change(s) from the technique catalogue."]
             lines += [f"- {t.name}: {c.detail}. Why: {t.why}." for t, c in done]
         else:
-            lines = [f"Offline agent{who}: no catalogue technique applies to these files; "
-                     "nothing is changed."]
+            lines = [
+                f"Offline agent{who}: no catalogue technique applies to these files; "
+                "nothing is changed."
+            ]
         text = render_answer("\n".join(lines), files, after, names)
         return AgentResponse(
             text=text,

@@ -11,6 +11,7 @@ The code each technique inserts is kept as templates in this module.
 from __future__ import annotations
 
 import ast
+import functools
 import random
 import re
 from collections.abc import Callable, Mapping
@@ -41,9 +42,15 @@ def _code(node: cst.CSTNode) -> str:
     return cst.Module([]).code_for_node(node)
 
 
+@functools.lru_cache(maxsize=64)
+def _tree(src: str) -> ast.Module:
+    """The parsed module (cached: every ``applies`` reads the same few files; never mutated)."""
+    return ast.parse(src)
+
+
 def constant(src: str, name: str) -> object | None:
     """The literal value of the first module-level ``name = <literal>``, else None."""
-    for stmt in ast.parse(src).body:
+    for stmt in _tree(src).body:
         if (
             isinstance(stmt, ast.Assign)
             and len(stmt.targets) == 1
@@ -64,9 +71,10 @@ def _number(src: str, name: str) -> float:
     return float(value)
 
 
+@functools.lru_cache(maxsize=256)
 def segment(src: str, qualname: str) -> str:
     """The source of a top-level class or function, or a method as ``Class.method`` ('' if absent)."""
-    body: list[ast.stmt] = ast.parse(src).body
+    body: list[ast.stmt] = _tree(src).body
     node: ast.AST | None = None
     for part in qualname.split("."):
         node = next(
@@ -81,15 +89,21 @@ def segment(src: str, qualname: str) -> str:
 
 def _bound(src: str, name: str) -> bool:
     """Whether a top-level import binds ``name`` (e.g. ``nn``, ``F``)."""
-    for stmt in ast.parse(src).body:
-        if isinstance(stmt, ast.Import | ast.ImportFrom):
-            if any((a.asname or a.name.split(".")[0]) == name for a in stmt.names):
-                return True
-    return False
+    return any(
+        (a.asname or a.name.split(".")[0]) == name
+        for stmt in _tree(src).body
+        if isinstance(stmt, ast.Import | ast.ImportFrom)
+        for a in stmt.names
+    )
 
 
 def _fmt(value: float) -> str:
-    return f"{value:g}" if "e" not in f"{value:g}" else f"{value:.0e}".replace("e-0", "e-")
+    """A float as short code that stays a float: 0.0, 0.003, 1e-05 -> 1e-5."""
+    text = f"{value:g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return text if "." in text else f"{text}.0"
 
 
 # --- editing source ------------------------------------------------------------------------
@@ -97,16 +111,20 @@ def _fmt(value: float) -> str:
 
 def _stmts(code: str) -> list[cst.BaseStatement]:
     module = cst.parse_module(code)
-    body = list(module.body)
+    body: list[cst.BaseStatement] = list(module.body)
     comments = [line for line in module.header if line.comment is not None]
     if body and comments:  # a leading comment parses into the module header: keep it
-        body[0] = body[0].with_changes(leading_lines=[*comments, *body[0].leading_lines])
+        body[0] = body[0].with_changes(leading_lines=[*comments, *_leading(body[0])])
     return body
+
+
+def _leading(node: cst.BaseStatement) -> list[cst.EmptyLine]:
+    return list(getattr(node, "leading_lines", ()))
 
 
 def _split_leading(node: cst.BaseStatement) -> tuple[list[cst.EmptyLine], list[cst.EmptyLine]]:
     """A statement's leading lines as (section lines up to the last blank, attached comments)."""
-    lines = list(getattr(node, "leading_lines", ()))
+    lines = _leading(node)
     blanks = [i for i, line in enumerate(lines) if line.comment is None]
     cut = blanks[-1] + 1 if blanks else 0
     return lines[:cut], lines[cut:]
@@ -148,7 +166,7 @@ def _ensure_import(src: str, module_name: str) -> str:
     return module.with_changes(body=[*body[:index], new, *body[index:]]).code
 
 
-def set_constants(src: str, values: Mapping[str, str], comments: Mapping[str, str] = {}) -> str:  # noqa: B006
+def set_constants(src: str, values: Mapping[str, str], comments: Mapping[str, str] = {}) -> str:
     """Set module-level ``name = value`` (value as code); add missing ones to the config block."""
     module = cst.parse_module(src)
     body = list(module.body)
@@ -164,10 +182,10 @@ def set_constants(src: str, values: Mapping[str, str], comments: Mapping[str, st
                 value = cst.parse_expression(todo.pop(name))
                 body[i] = stmt.with_changes(body=[small.with_changes(value=value)])
             last_config = i
-    for name, value in todo.items():
+    for name, code in todo.items():
         comment = f"  # {comments[name]}" if name in comments else ""
         last_config += 1
-        body.insert(last_config, cst.parse_statement(f"{name} = {value}{comment}\n"))
+        body.insert(last_config, cst.parse_statement(f"{name} = {code}{comment}\n"))
     return module.with_changes(body=body).code
 
 
@@ -176,7 +194,8 @@ class _Edit(cst.CSTTransformer):
 
     def __init__(self, qualname: str, fn: Callable[[cst.FunctionDef], cst.FunctionDef]):
         super().__init__()
-        self.qualname, self.fn, self.stack, self.found = qualname, fn, [], False
+        self.qualname, self.fn, self.found = qualname, fn, False
+        self.stack: list[str] = []
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.stack.append(node.name.value)
@@ -188,7 +207,9 @@ class _Edit(cst.CSTTransformer):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.stack.append(node.name.value)
 
-    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+    def leave_FunctionDef(
+        self, original: cst.FunctionDef, updated: cst.FunctionDef
+    ) -> cst.FunctionDef:
         name = ".".join(self.stack)
         self.stack.pop()
         if name == self.qualname:
@@ -213,7 +234,9 @@ class _Blocks(cst.CSTTransformer):
         super().__init__()
         self.fn = fn
 
-    def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
+    def leave_IndentedBlock(
+        self, original: cst.IndentedBlock, updated: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
         return updated.with_changes(body=self.fn(list(updated.body)))
 
 
@@ -273,7 +296,9 @@ class _Exprs(cst.CSTTransformer):
         return updated
 
 
-def exprs(fn: Callable[[cst.BaseExpression], cst.BaseExpression | None]) -> Callable[[cst.FunctionDef], cst.FunctionDef]:
+def exprs(
+    fn: Callable[[cst.BaseExpression], cst.BaseExpression | None],
+) -> Callable[[cst.FunctionDef], cst.FunctionDef]:
     """A function edit: replace every expression for which ``fn`` returns a new one; Skip if none."""
 
     def edit_fn(func: cst.FunctionDef) -> cst.FunctionDef:
@@ -322,7 +347,11 @@ def add_model_arg(src: str, name: str) -> str:
                 args = list(node.args)
                 # the new argument takes the last one's comma (and line break); the last one
                 # takes its neighbour's, so a one-per-line layout stays one per line
-                comma = args[-2].comma if len(args) > 1 else cst.Comma(cst.SimpleWhitespace(""), cst.SimpleWhitespace(" "))
+                comma = (
+                    args[-2].comma
+                    if len(args) > 1
+                    else cst.Comma(cst.SimpleWhitespace(""), cst.SimpleWhitespace(" "))
+                )
                 new = cst.Arg(cst.Name(name), keyword=cst.Name(name), comma=args[-1].comma)
                 new = new.with_changes(equal=args[-1].equal)
                 return node.with_changes(args=[*args[:-1], args[-1].with_changes(comma=comma), new])
@@ -343,10 +372,10 @@ def lr_multiplier(it: int, iters: int) -> float:
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 '''
 
-_SET_LR = '''
+_SET_LR = """
 for group in optimizer.param_groups:
     group["lr"] = group.setdefault("peak_lr", group["lr"]) * lr_multiplier({it}, iters)
-'''
+"""
 
 _MUON = '''
 class Muon(torch.optim.Optimizer):
@@ -400,7 +429,7 @@ class Muon(torch.optim.Optimizer):
         return None
 '''
 
-_MUON_GROUPS = '''
+_MUON_GROUPS = """
 # Muon for the blocks' 2-D weights; AdamW for embeddings, the head and the vectors
 hidden = [p for n, p in model.named_parameters() if p.dim() == 2 and n.startswith("h.")]
 rest = [p for p in model.parameters() if all(p is not q for q in hidden)]
@@ -412,7 +441,7 @@ groups = [
     {"params": [p for p in rest if p.dim() < 2], **adam, "weight_decay": 0.0},
 ]
 optimizer = Muon([g for g in groups if g["params"]])
-'''
+"""
 
 _RMSNORM = '''
 class RMSNorm(nn.Module):
@@ -501,10 +530,10 @@ class FusedHeadLoss(torch.autograd.Function):
         return grad_x * grad_out, grad_w * grad_out, None, None, None, None
 '''
 
-_LOSS_FIELDS = '''
+_LOSS_FIELDS = """
 label_smoothing: float = 0.0  # training only: the harness scores plain cross-entropy
 z_loss: float = 0.0  # training only: weight of the log-partition penalty
-'''
+"""
 
 _LOSS_TERMS = """
 # label smoothing and z-loss shape training only: evaluation is plain cross-entropy
@@ -529,7 +558,7 @@ class Technique:
         """Whether the files have the structure this technique edits and do not have it yet."""
         try:
             return bool(self.check(files))
-        except Exception:  # noqa: BLE001 - code we cannot read is code we do not edit
+        except Exception:  # code we cannot read is code we do not edit
             return False
 
     def transform(self, files: Mapping[str, str], rng: random.Random) -> Change:
@@ -550,7 +579,9 @@ _REGISTRY: list[Technique] = []
 def _technique(
     name: str, keys: tuple[str, ...], why: str, check: Callable[[Mapping[str, str]], bool]
 ) -> Callable[[Callable[[Files, random.Random], Change]], Callable[[Files, random.Random], Change]]:
-    def register(fn: Callable[[Files, random.Random], Change]) -> Callable[[Files, random.Random], Change]:
+    def register(
+        fn: Callable[[Files, random.Random], Change],
+    ) -> Callable[[Files, random.Random], Change]:
         _REGISTRY.append(Technique(name, keys, why, check, fn))
         return fn
 
@@ -581,10 +612,13 @@ def _has(name: str) -> Callable[[Mapping[str, str]], bool]:
 
 def _loop_var(train_fn: str) -> str:
     """The loop variable of the ``for`` that calls ``optimizer.step()`` in train()."""
-    for node in ast.walk(ast.parse(train_fn)):
-        if isinstance(node, ast.For) and isinstance(node.target, ast.Name):
-            if any(re.match(r"optimizer\.step\(", ast.unparse(s)) for s in node.body):
-                return node.target.id
+    for node in ast.walk(_tree(train_fn)):
+        if (
+            isinstance(node, ast.For)
+            and isinstance(node.target, ast.Name)
+            and any(re.match(r"optimizer\.step\(", ast.unparse(s)) for s in node.body)
+        ):
+            return node.target.id
     raise Skip("no training loop that calls optimizer.step()")
 
 
@@ -594,18 +628,23 @@ def _schedulable(f: Mapping[str, str]) -> bool:
     return free and bool(_loop_var(fn)) and _has("learning_rate")(f)
 
 
-@_technique("cosine_schedule", ("lr_schedules",),
-            "warmup then cosine decay to 10% lets a higher peak lr train fast, then settle "
-            "(warmup 200 + cosine at peak 1e-2 gained 0.30 nats at full fidelity here)",
-            _schedulable)
+@_technique(
+    "cosine_schedule",
+    ("lr_schedules",),
+    "warmup then cosine decay to 10% lets a higher peak lr train fast, then settle "
+    "(warmup 200 + cosine at peak 1e-2 gained 0.30 nats at full fidelity here)",
+    _schedulable,
+)
 def _cosine(files: Files, rng: random.Random) -> Change:
     peak = float(f"{10 ** rng.uniform(-3, -2):.0e}")  # log-uniform in 1e-3..1e-2, one digit
     warmup = rng.choice((100, 150, 200, 250, 300))
     src = set_constants(
         files[TRAIN],
         {"learning_rate": _fmt(peak), "warmup_iters": str(warmup), "min_lr_ratio": "0.1"},
-        {"warmup_iters": "linear warmup steps (capped at a tenth of a short run)",
-         "min_lr_ratio": "the cosine decays to this fraction of the peak lr"},
+        {
+            "warmup_iters": "linear warmup steps (capped at a tenth of a short run)",
+            "min_lr_ratio": "the cosine decays to this fraction of the peak lr",
+        },
     )
     src = _insert_top(_ensure_import(src, "math"), _LR_MULTIPLIER, ("train",))
     it = _loop_var(segment(src, "train"))
@@ -613,22 +652,35 @@ def _cosine(files: Files, rng: random.Random) -> Change:
     return Change(files, f"peak lr {_fmt(peak)}, warmup {warmup}, cosine to 10%")
 
 
-_technique("tune_lr", ("lr_schedules", "adaptive_optimizers"),
-           "the baseline's 3e-4 is a large-model default; a 32-wide model tolerates a larger step",
-           _has("learning_rate"))(_tune("learning_rate", (6e-4, 1e-3, 2e-3, 3e-3, 6e-3)))
+_technique(
+    "tune_lr",
+    ("lr_schedules", "adaptive_optimizers"),
+    "the baseline's 3e-4 is a large-model default; a 32-wide model tolerates a larger step",
+    _has("learning_rate"),
+)(_tune("learning_rate", (6e-4, 1e-3, 2e-3, 3e-3, 6e-3)))
 
-_technique("weight_decay", ("regularization", "adaptive_optimizers"),
-           "~15 epochs over tiny Shakespeare overfit; decoupled weight decay sets how hard to pull back",
-           _has("weight_decay"))(_tune("weight_decay", (0.0, 0.01, 0.05, 0.2)))
+_technique(
+    "weight_decay",
+    ("regularization", "adaptive_optimizers"),
+    "~15 epochs over tiny Shakespeare overfit; decoupled weight decay sets how hard to pull back",
+    _has("weight_decay"),
+)(_tune("weight_decay", (0.0, 0.01, 0.05, 0.2)))
 
-_technique("dropout", ("regularization",),
-           "dropout regularises a model that sees its small data set many times over",
-           _has("dropout"))(_tune("dropout", (0.0, 0.05, 0.1, 0.2)))
+_technique(
+    "dropout",
+    ("regularization",),
+    "dropout regularises a model that sees its small data set many times over",
+    _has("dropout"),
+)(_tune("dropout", (0.0, 0.05, 0.1, 0.2)))
 
 
-@_technique("adam_betas", ("adaptive_optimizers",),
-            "AdamW's betas set how long its moment estimates remember; small models like a longer "
-            "second-moment memory", lambda f: _has("beta1")(f) and _has("beta2")(f))
+@_technique(
+    "adam_betas",
+    ("adaptive_optimizers",),
+    "AdamW's betas set how long its moment estimates remember; small models like a longer "
+    "second-moment memory",
+    lambda f: _has("beta1")(f) and _has("beta2")(f),
+)
 def _betas(files: Files, rng: random.Random) -> Change:
     old = (_number(files[TRAIN], "beta1"), _number(files[TRAIN], "beta2"))
     options = [(0.9, 0.99), (0.9, 0.98), (0.8, 0.95), (0.85, 0.99), (0.9, 0.95), (0.9, 0.999)]
@@ -637,10 +689,13 @@ def _betas(files: Files, rng: random.Random) -> Change:
     return Change(files, f"betas {old} -> {(b1, b2)}")
 
 
-@_technique("grad_clip", ("gradient_clipping",),
-            "the clipping threshold trades stability against step size; value clipping caps "
-            "single outlier coordinates instead of the whole update",
-            lambda f: _has("grad_clip")(f) and "clip_grad_" in f[TRAIN])
+@_technique(
+    "grad_clip",
+    ("gradient_clipping",),
+    "the clipping threshold trades stability against step size; value clipping caps "
+    "single outlier coordinates instead of the whole update",
+    lambda f: _has("grad_clip")(f) and "clip_grad_" in f[TRAIN],
+)
 def _clip(files: Files, rng: random.Random) -> Change:
     src, old = files[TRAIN], _number(files[TRAIN], "grad_clip")
     if "clip_grad_value_(" in src:  # back to norm clipping
@@ -664,7 +719,9 @@ def replace_exprs(src: str, fn: Callable[[cst.BaseExpression], cst.BaseExpressio
     return out.code
 
 
-def _call_to(names: tuple[str, ...], build: Callable[[cst.Call], str]) -> Callable[[cst.BaseExpression], cst.BaseExpression | None]:
+def _call_to(
+    names: tuple[str, ...], build: Callable[[cst.Call], str]
+) -> Callable[[cst.BaseExpression], cst.BaseExpression | None]:
     """An expression rewrite: calls of ``names`` become the code ``build(call)`` returns."""
 
     def fn(node: cst.BaseExpression) -> cst.BaseExpression | None:
@@ -682,8 +739,10 @@ def _arg(call: cst.Call, i: int = 0) -> str:
 def _sdpa_qk(model: str) -> bool:
     """Whether attention calls scaled_dot_product_attention(q, k, ...) on (B, H, T, D) q and k."""
     fn = segment(model, "CausalSelfAttention.forward")
-    for node in ast.walk(ast.parse(fn)):
-        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("scaled_dot_product_attention"):
+    for node in ast.walk(_tree(fn)):
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(
+            "scaled_dot_product_attention"
+        ):
             return [ast.unparse(a) for a in node.args[:2]] == ["q", "k"]
     return False
 
@@ -695,20 +754,27 @@ def _nn(f: Mapping[str, str]) -> bool:
 _LAYER_NORMS = ("nn.LayerNorm", "LayerNorm", "torch.nn.LayerNorm")
 
 
-@_technique("rmsnorm", ("norms_activations",),
-            "RMSNorm drops LayerNorm's centring and bias: fewer operations, same or better loss "
-            "(LLaMA, Gemma)",
-            lambda f: _nn(f) and "class RMSNorm" not in f[MODEL]
-            and bool(re.search(r"\bLayerNorm\(", f[MODEL])))
+@_technique(
+    "rmsnorm",
+    ("norms_activations",),
+    "RMSNorm drops LayerNorm's centring and bias: fewer operations, same or better loss "
+    "(LLaMA, Gemma)",
+    lambda f: (
+        _nn(f) and "class RMSNorm" not in f[MODEL] and bool(re.search(r"\bLayerNorm\(", f[MODEL]))
+    ),
+)
 def _rmsnorm(files: Files, rng: random.Random) -> Change:
     src = _insert_top(files[MODEL], _RMSNORM, ("CausalSelfAttention", "MLP", "Block", "GPTConfig"))
     files[MODEL] = replace_exprs(src, _call_to(_LAYER_NORMS, lambda c: f"RMSNorm({_arg(c)})"))
     return Change(files, "every LayerNorm -> RMSNorm")
 
 
-@_technique("relu_squared", ("norms_activations",),
-            "squared ReLU in the MLP (Primer) learns faster than GELU at small scale",
-            lambda f: _bound(f[MODEL], "F") and "F.gelu(" in segment(f[MODEL], "MLP.forward"))
+@_technique(
+    "relu_squared",
+    ("norms_activations",),
+    "squared ReLU in the MLP (Primer) learns faster than GELU at small scale",
+    lambda f: _bound(f[MODEL], "F") and "F.gelu(" in segment(f[MODEL], "MLP.forward"),
+)
 def _relu2(files: Files, rng: random.Random) -> Change:
     rewrite = _call_to(("F.gelu",), lambda c: f"F.relu({_arg(c)}).square()")
     files[MODEL] = edit(files[MODEL], "MLP.forward", exprs(rewrite))
@@ -724,12 +790,19 @@ def _drop_wpe(node: cst.BaseExpression) -> cst.BaseExpression | None:
     return None
 
 
-@_technique("rope", ("rope",),
-            "rotary embeddings rotate queries and keys by position, so attention sees relative "
-            "offsets; the learned absolute table (wpe) goes",
-            lambda f: _nn(f) and _sdpa_qk(f[MODEL]) and "apply_rotary" not in f[MODEL]
-            and "self.wpe(" in segment(f[MODEL], "GPT.hidden")
-            and "config" in segment(f[MODEL], "CausalSelfAttention.__init__"))
+@_technique(
+    "rope",
+    ("rope",),
+    "rotary embeddings rotate queries and keys by position, so attention sees relative "
+    "offsets; the learned absolute table (wpe) goes",
+    lambda f: (
+        _nn(f)
+        and _sdpa_qk(f[MODEL])
+        and "apply_rotary" not in f[MODEL]
+        and "self.wpe(" in segment(f[MODEL], "GPT.hidden")
+        and "config" in segment(f[MODEL], "CausalSelfAttention.__init__")
+    ),
+)
 def _rope(files: Files, rng: random.Random) -> Change:
     base = rng.choice((1000.0, 10000.0))
     src = edit(files[MODEL], "GPT.hidden", exprs(_drop_wpe))
@@ -739,104 +812,167 @@ def _rope(files: Files, rng: random.Random) -> Change:
     if "wpe" in src or "wpe" in files[TRAIN]:
         raise Skip("wpe is used elsewhere")
     src = _insert_top(src, _ROTARY, ("CausalSelfAttention",))
-    src = edit(src, "CausalSelfAttention.__init__", append_to(
-        "# rotary phases for every position; not weights, so not in the checkpoint\n"
-        f"cos, sin = rotary_tables(config.n_embd // config.n_head, config.block_size, {base:g})\n"
-        'self.register_buffer("rope_cos", cos, persistent=False)\n'
-        'self.register_buffer("rope_sin", sin, persistent=False)\n'))
+    src = edit(
+        src,
+        "CausalSelfAttention.__init__",
+        append_to(
+            "# rotary phases for every position; not weights, so not in the checkpoint\n"
+            f"cos, sin = rotary_tables(config.n_embd // config.n_head, config.block_size, {base:g})\n"
+            'self.register_buffer("rope_cos", cos, persistent=False)\n'
+            'self.register_buffer("rope_sin", sin, persistent=False)\n'
+        ),
+    )
     rotate = (
         "q = apply_rotary(q, self.rope_cos, self.rope_sin)\n"
         "k = apply_rotary(k, self.rope_cos, self.rope_sin)\n"
     )
-    src = edit(src, "CausalSelfAttention.forward", around(r"scaled_dot_product_attention\(", rotate))
+    src = edit(
+        src, "CausalSelfAttention.forward", around(r"scaled_dot_product_attention\(", rotate)
+    )
     src = src.replace("Token + position embeddings", "Token embeddings (positions by RoPE)", 1)
     files[MODEL] = src
     return Change(files, f"RoPE (base {base:g}) in every attention layer; wpe removed")
 
 
-@_technique("swiglu", ("gated_mlp",),
-            "a gated MLP (SwiGLU) beats GELU at equal parameters (Shazeer 2020; LLaMA)",
-            lambda f: _nn(f) and _bound(f[MODEL], "F") and "silu" not in segment(f[MODEL], "MLP")
-            and "c_proj" in segment(f[MODEL], "MLP")
-            and all(w in segment(f[MODEL], "GPTConfig") for w in ("bias", "dropout")))
+@_technique(
+    "swiglu",
+    ("gated_mlp",),
+    "a gated MLP (SwiGLU) beats GELU at equal parameters (Shazeer 2020; LLaMA)",
+    lambda f: (
+        _nn(f)
+        and _bound(f[MODEL], "F")
+        and "silu" not in segment(f[MODEL], "MLP")
+        and "c_proj" in segment(f[MODEL], "MLP")
+        and all(w in segment(f[MODEL], "GPTConfig") for w in ("bias", "dropout"))
+    ),
+)
 def _swiglu(files: Files, rng: random.Random) -> Change:
     files[MODEL] = replace_top(files[MODEL], "MLP", _SWIGLU)
     return Change(files, "MLP -> SwiGLU with hidden width 88 (2/3 of 4x)")
 
 
-@_technique("qk_norm", ("qk_norm",),
-            "RMS-normalising queries and keys per head (with learned gains) bounds attention "
-            "logits, which lets higher learning rates train stably",
-            lambda f: _nn(f) and _sdpa_qk(f[MODEL]) and "q_gain" not in f[MODEL]
-            and "config" in segment(f[MODEL], "CausalSelfAttention.__init__"))
+@_technique(
+    "qk_norm",
+    ("qk_norm",),
+    "RMS-normalising queries and keys per head (with learned gains) bounds attention "
+    "logits, which lets higher learning rates train stably",
+    lambda f: (
+        _nn(f)
+        and _sdpa_qk(f[MODEL])
+        and "q_gain" not in f[MODEL]
+        and "config" in segment(f[MODEL], "CausalSelfAttention.__init__")
+    ),
+)
 def _qk_norm(files: Files, rng: random.Random) -> Change:
     gain = rng.choice((1.0, 2.0))
-    src = edit(files[MODEL], "CausalSelfAttention.__init__", append_to(
-        f"# QK-norm gains, one per head dimension; {gain:g} sets the initial attention temperature\n"
-        f"self.q_gain = nn.Parameter(torch.full((config.n_embd // config.n_head,), {gain:.1f}))\n"
-        f"self.k_gain = nn.Parameter(torch.full((config.n_embd // config.n_head,), {gain:.1f}))\n"))
+    src = edit(
+        files[MODEL],
+        "CausalSelfAttention.__init__",
+        append_to(
+            f"# QK-norm gains, one per head dimension; {gain:g} sets the initial attention temperature\n"
+            f"self.q_gain = nn.Parameter(torch.full((config.n_embd // config.n_head,), {gain:.1f}))\n"
+            f"self.k_gain = nn.Parameter(torch.full((config.n_embd // config.n_head,), {gain:.1f}))\n"
+        ),
+    )
     norm = (
         "q = q * torch.rsqrt(q.pow(2).mean(-1, keepdim=True) + 1e-6) * self.q_gain\n"
         "k = k * torch.rsqrt(k.pow(2).mean(-1, keepdim=True) + 1e-6) * self.k_gain\n"
     )
-    files[MODEL] = edit(src, "CausalSelfAttention.forward", around(r"scaled_dot_product_attention\(", norm))
+    files[MODEL] = edit(
+        src, "CausalSelfAttention.forward", around(r"scaled_dot_product_attention\(", norm)
+    )
     return Change(files, f"QK-norm with gains starting at {gain:g}")
 
 
-@_technique("untie_head", ("weight_tying",),
-            "an untied output head frees the input embedding from doubling as the classifier; "
-            "at width 32 the tie is a tight bottleneck",
-            lambda f: _nn(f) and "lm_head" not in f[MODEL]
-            and "self.wte.weight" in segment(f[MODEL], "GPT.forward")
-            and re.search(r"self\.wte = ", segment(f[MODEL], "GPT.__init__")) is not None)
+@_technique(
+    "untie_head",
+    ("weight_tying",),
+    "an untied output head frees the input embedding from doubling as the classifier; "
+    "at width 32 the tie is a tight bottleneck",
+    lambda f: (
+        _nn(f)
+        and "lm_head" not in f[MODEL]
+        and "self.wte.weight" in segment(f[MODEL], "GPT.forward")
+        and re.search(r"self\.wte = ", segment(f[MODEL], "GPT.__init__")) is not None
+    ),
+)
 def _untie(files: Files, rng: random.Random) -> Change:
     head = "self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # untied head\n"
     src = edit(files[MODEL], "GPT.__init__", around(r"^self\.wte = ", head, "after"))
-    rewrite = lambda n: cst.parse_expression("self.lm_head.weight") if _code(n) == "self.wte.weight" else None  # noqa: E731
-    src = edit(src, "GPT.forward", exprs(rewrite))
+    head_weight = cst.parse_expression("self.lm_head.weight")
+    src = edit(
+        src, "GPT.forward", exprs(lambda n: head_weight if _code(n) == "self.wte.weight" else None)
+    )
     files[MODEL] = src.replace("a head tied to wte", "an untied head", 1)
     return Change(files, "separate lm_head (std 0.02 init)")
 
 
-@_technique("zero_init_proj", ("initialization", "residual_scaling"),
-            "zero-initialised residual projections make every block start as the identity, "
-            "so depth is added gradually (modded-nanogpt)",
-            lambda f: _nn(f) and "c_proj" in f[MODEL] and "nn.init.zeros_(p)" not in f[MODEL])
+@_technique(
+    "zero_init_proj",
+    ("initialization", "residual_scaling"),
+    "zero-initialised residual projections make every block start as the identity, "
+    "so depth is added gradually (modded-nanogpt)",
+    lambda f: _nn(f) and "c_proj" in f[MODEL] and "nn.init.zeros_(p)" not in f[MODEL],
+)
 def _zero_proj(files: Files, rng: random.Random) -> Change:
-    files[MODEL] = edit(files[MODEL], "GPT.__init__", append_to(
-        "# zero-init the residual projections: every block starts as the identity map\n"
-        "for name, p in self.named_parameters():\n"
-        '    if name.endswith("c_proj.weight"):\n'
-        "        nn.init.zeros_(p)\n"))
+    files[MODEL] = edit(
+        files[MODEL],
+        "GPT.__init__",
+        append_to(
+            "# zero-init the residual projections: every block starts as the identity map\n"
+            "for name, p in self.named_parameters():\n"
+            '    if name.endswith("c_proj.weight"):\n'
+            "        nn.init.zeros_(p)\n"
+        ),
+    )
     return Change(files, "c_proj weights start at zero")
 
 
-@_technique("fan_in_init", ("initialization",),
-            "GPT-2's fixed std 0.02 was tuned for width 768; at width 32, std ~ 1/sqrt(fan_in) "
-            "keeps each layer's output on the scale of its input",
-            lambda f: _nn(f) and "fan-in init" not in f[MODEL] and bool(segment(f[MODEL], "GPT.__init__")))
+@_technique(
+    "fan_in_init",
+    ("initialization",),
+    "GPT-2's fixed std 0.02 was tuned for width 768; at width 32, std ~ 1/sqrt(fan_in) "
+    "keeps each layer's output on the scale of its input",
+    lambda f: _nn(f) and "fan-in init" not in f[MODEL] and bool(segment(f[MODEL], "GPT.__init__")),
+)
 def _fan_in(files: Files, rng: random.Random) -> Change:
     gain = rng.choice((0.5, 1.0))
-    files[MODEL] = edit(files[MODEL], "GPT.__init__", append_to(
-        "# fan-in init of the blocks' input matrices (residual projections keep theirs)\n"
-        "for name, p in self.named_parameters():\n"
-        '    if p.dim() == 2 and name.startswith("h.") and not name.endswith("c_proj.weight"):\n'
-        f"        nn.init.normal_(p, mean=0.0, std={gain:.1f} * p.size(1) ** -0.5)\n"))
+    files[MODEL] = edit(
+        files[MODEL],
+        "GPT.__init__",
+        append_to(
+            "# fan-in init of the blocks' input matrices (residual projections keep theirs)\n"
+            "for name, p in self.named_parameters():\n"
+            '    if p.dim() == 2 and name.startswith("h.") and not name.endswith("c_proj.weight"):\n'
+            f"        nn.init.normal_(p, mean=0.0, std={gain:.1f} * p.size(1) ** -0.5)\n"
+        ),
+    )
     return Change(files, f"std {gain:g}/sqrt(fan_in) for the blocks' input matrices")
 
 
-@_technique("layer_scale", ("residual_scaling",),
-            "LayerScale: learned per-channel gains on each residual branch let the model tune "
-            "how much each block writes to the stream (CaiT)",
-            lambda f: _nn(f) and "attn_scale" not in f[MODEL]
-            and all(c in segment(f[MODEL], "Block.forward") for c in ("self.attn(", "self.mlp("))
-            and "config" in segment(f[MODEL], "Block.__init__"))
+@_technique(
+    "layer_scale",
+    ("residual_scaling",),
+    "LayerScale: learned per-channel gains on each residual branch let the model tune "
+    "how much each block writes to the stream (CaiT)",
+    lambda f: (
+        _nn(f)
+        and "attn_scale" not in f[MODEL]
+        and all(c in segment(f[MODEL], "Block.forward") for c in ("self.attn(", "self.mlp("))
+        and "config" in segment(f[MODEL], "Block.__init__")
+    ),
+)
 def _layer_scale(files: Files, rng: random.Random) -> Change:
     init = rng.choice((0.1, 0.5, 1.0))
-    src = edit(files[MODEL], "Block.__init__", append_to(
-        "# LayerScale: per-channel gains on the residual branches\n"
-        f"self.attn_scale = nn.Parameter(torch.full((config.n_embd,), {init:.1f}))\n"
-        f"self.mlp_scale = nn.Parameter(torch.full((config.n_embd,), {init:.1f}))\n"))
+    src = edit(
+        files[MODEL],
+        "Block.__init__",
+        append_to(
+            "# LayerScale: per-channel gains on the residual branches\n"
+            f"self.attn_scale = nn.Parameter(torch.full((config.n_embd,), {init:.1f}))\n"
+            f"self.mlp_scale = nn.Parameter(torch.full((config.n_embd,), {init:.1f}))\n"
+        ),
+    )
 
     def scale(node: cst.BaseExpression) -> cst.BaseExpression | None:
         if isinstance(node, cst.Call) and _code(node.func) in ("self.attn", "self.mlp"):
@@ -858,16 +994,22 @@ def _optimizable(f: Mapping[str, str]) -> bool:
     )
 
 
-@_technique("muon", ("muon", "adaptive_optimizers"),
-            "Muon orthogonalises the momentum of each hidden weight matrix (Newton-Schulz), so "
-            "all its directions learn at once; AdamW keeps the embeddings, head and vectors",
-            _optimizable)
+@_technique(
+    "muon",
+    ("muon", "adaptive_optimizers"),
+    "Muon orthogonalises the momentum of each hidden weight matrix (Newton-Schulz), so "
+    "all its directions learn at once; AdamW keeps the embeddings, head and vectors",
+    _optimizable,
+)
 def _muon(files: Files, rng: random.Random) -> Change:
     lr = rng.choice((0.01, 0.02, 0.03))
     src = set_constants(
-        files[TRAIN], {"muon_lr": _fmt(lr), "muon_momentum": "0.95"},
-        {"muon_lr": "Muon's step for the blocks' matrices (AdamW's learning_rate for the rest)",
-         "muon_momentum": "Nesterov momentum of the Muon groups"},
+        files[TRAIN],
+        {"muon_lr": _fmt(lr), "muon_momentum": "0.95"},
+        {
+            "muon_lr": "Muon's step for the blocks' matrices (AdamW's learning_rate for the rest)",
+            "muon_momentum": "Nesterov momentum of the Muon groups",
+        },
     )
     src = _insert_top(src, _MUON, ("get_batch", "estimate_loss", "train"))
     src = edit(src, "train", around(r"^optimizer = ", _MUON_GROUPS, "instead"))
@@ -881,8 +1023,10 @@ def _muon(files: Files, rng: random.Random) -> Change:
 def _loss_ready(f: Mapping[str, str]) -> bool:
     """Whether the fused loss takes the extra terms, or is the baseline's and can be extended."""
     head = segment(f[MODEL], "FusedHeadLoss.forward")
-    args = [a.arg for a in ast.parse(head).body[0].args.args] if head else []  # type: ignore[attr-defined]
-    extended = args[5:] == ["smoothing", "z_weight"] and "label_smoothing" in segment(f[MODEL], "GPTConfig")
+    args = [a.arg for a in _tree(head).body[0].args.args] if head else []  # type: ignore[attr-defined]
+    extended = args[5:] == ["smoothing", "z_weight"] and "label_smoothing" in segment(
+        f[MODEL], "GPTConfig"
+    )
     return (
         (extended or args == ["ctx", "x", "weight", "targets", "compute_dtype"])
         and "FusedHeadLoss.apply(" in segment(f[MODEL], "GPT.forward")
@@ -897,7 +1041,11 @@ def _extend_loss(model: str) -> str:
     src = replace_top(model, "FusedHeadLoss", _FUSED_LOSS)
 
     def more_args(node: cst.BaseExpression) -> cst.BaseExpression | None:
-        if isinstance(node, cst.Call) and _code(node.func) == "FusedHeadLoss.apply" and len(node.args) == 4:
+        if (
+            isinstance(node, cst.Call)
+            and _code(node.func) == "FusedHeadLoss.apply"
+            and len(node.args) == 4
+        ):
             args = ", ".join(_arg(node, i) for i in range(4))
             return cst.parse_expression(f"FusedHeadLoss.apply({args}, *terms)")
         return None
@@ -906,7 +1054,9 @@ def _extend_loss(model: str) -> str:
     return add_fields(edit(src, "GPT.forward", exprs(more_args)), "GPTConfig", _LOSS_FIELDS)
 
 
-def _loss_term(name: str, options: tuple[float, ...], what: str) -> Callable[[Files, random.Random], Change]:
+def _loss_term(
+    name: str, options: tuple[float, ...], what: str
+) -> Callable[[Files, random.Random], Change]:
     def change(files: Files, rng: random.Random) -> Change:
         old = constant(files[TRAIN], name)
         new = 0.0 if isinstance(old, float) and old > 0 else rng.choice(options)
@@ -920,15 +1070,21 @@ def _loss_term(name: str, options: tuple[float, ...], what: str) -> Callable[[Fi
     return change
 
 
-_technique("label_smoothing", ("label_smoothing", "regularization"),
-           "label smoothing keeps the model from over-confident logits on a small corpus; the "
-           "score stays plain cross-entropy, so it is a bet on generalisation",
-           _loss_ready)(_loss_term("label_smoothing", (0.02, 0.05, 0.1), "label smoothing"))
+_technique(
+    "label_smoothing",
+    ("label_smoothing", "regularization"),
+    "label smoothing keeps the model from over-confident logits on a small corpus; the "
+    "score stays plain cross-entropy, so it is a bet on generalisation",
+    _loss_ready,
+)(_loss_term("label_smoothing", (0.02, 0.05, 0.1), "label smoothing"))
 
-_technique("z_loss", ("regularization", "objectives", "mixed_precision"),
-           "z-loss (PaLM) penalises log Z^2, keeping logits centred and the low-precision head "
-           "well conditioned",
-           _loss_ready)(_loss_term("z_loss", (1e-4, 1e-3), "z-loss weight"))
+_technique(
+    "z_loss",
+    ("regularization", "objectives", "mixed_precision"),
+    "z-loss (PaLM) penalises log Z^2, keeping logits centred and the low-precision head "
+    "well conditioned",
+    _loss_ready,
+)(_loss_term("z_loss", (1e-4, 1e-3), "z-loss weight"))
 
 
 CATALOGUE: tuple[Technique, ...] = tuple(_REGISTRY)

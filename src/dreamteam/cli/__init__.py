@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from dreamteam.cli import evaluate, personas, research
+from dreamteam.cli import evaluate, personas, research, tracking
 from dreamteam.cli.context import err_console
 from dreamteam.errors import DreamteamError
 
@@ -31,6 +31,7 @@ app.command("show")(research.show)
 app.command("diff")(research.diff)
 app.command("export")(research.export)
 app.command("report")(research.report)
+app.command("export-mlflow")(tracking.export_mlflow)
 app.command("steer")(research.steer)
 
 

@@ -170,7 +170,7 @@ def _print_summary(summary: RunSummary, report: Path) -> None:
     print(f"report: {report}")
 
 
-def _resolve_run(run: str | None) -> Path:
+def resolve_run(run: str | None) -> Path:
     s = settings()
     if run:
         path = Path(run)
@@ -203,7 +203,7 @@ def show(
     run: str = typer.Argument(None, help="A run id or directory (default: the newest)."),
 ) -> None:
     """The leaderboard of a run."""
-    store = RunStore.open_existing(_resolve_run(run))
+    store = RunStore.open_existing(resolve_run(run))
     info = store.run_info()
     cfg = info["config"]
     table = Table(
@@ -242,7 +242,7 @@ def diff(
     run: str = typer.Option(None, "--run", help="The run (default: the newest)."),
 ) -> None:
     """The diff of a candidate against its parent, or against another candidate."""
-    store = RunStore.open_existing(_resolve_run(run))
+    store = RunStore.open_existing(resolve_run(run))
     c = store.candidate(candidate)
     if c is None:
         raise StoreError(
@@ -261,7 +261,7 @@ def export(
     directory: Path = typer.Argument(..., help="Where to write the files."),
 ) -> None:
     """Write a candidate's files, ready to use."""
-    store = RunStore.open_existing(_resolve_run(run))
+    store = RunStore.open_existing(resolve_run(run))
     c = store.candidate(candidate)
     if c is None:
         raise StoreError(
@@ -291,7 +291,7 @@ def steer(
     text: str = typer.Argument(..., help="Guidance for the next generations' prompts."),
 ) -> None:
     """Write the run's steering.md (read at the start of every generation)."""
-    path = _resolve_run(run) / "steering.md"
+    path = resolve_run(run) / "steering.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text.strip() + "\n", encoding="utf-8")
     os.replace(tmp, path)  # atomic: a generation never reads half a file
@@ -304,7 +304,7 @@ def report(
     open_: bool = typer.Option(False, "--open", help="Open it in a browser."),
 ) -> None:
     """Write the run's self-contained HTML report."""
-    store = RunStore.open_existing(_resolve_run(run))
+    store = RunStore.open_existing(resolve_run(run))
     path = write_report(store, output or store.run_dir / "report.html")
     print(f"report: {path}")
     if open_:

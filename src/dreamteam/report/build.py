@@ -7,6 +7,7 @@ The page loads nothing from anywhere: it can be mailed, archived or opened offli
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from dreamteam.report import plots
 from dreamteam.report.data import ReportData, gather
 from dreamteam.report.diffs import highlight_css, render_diff
 from dreamteam.report.tallies import pareto_front
-from dreamteam.report.views import CandidateView
+from dreamteam.report.views import CandidateView, Curve
 from dreamteam.store import RunStore
 
 
@@ -44,6 +45,7 @@ def _when(stamp: float | None) -> str:
     return "–" if not stamp else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("dreamteam.report", "templates"),
@@ -66,6 +68,16 @@ def _incumbents(data: ReportData) -> list[tuple[int, float]]:
         if best is not None and best.screen_loss is not None:
             line.append((g["number"], best.screen_loss))
     return line
+
+
+def _curve_inputs(data: ReportData) -> dict[str, tuple[Curve, str, Curve | None]]:
+    """id -> (curve, mode, parent's curve) for every candidate whose log has a curve."""
+    inputs = {}
+    for c in data.candidates:
+        if c.curve.iters:
+            parent = data.get(c.record.parent)
+            inputs[c.id] = (c.curve, c.record.mode, parent.curve if parent else None)
+    return inputs
 
 
 def _section_order(data: ReportData) -> list[CandidateView]:
@@ -104,11 +116,7 @@ def _context(data: ReportData) -> dict[str, Any]:
             "funnel": plots.funnel_plot(data.funnel),
             "pareto": plots.pareto_plot(data.candidates, pareto_front(scored), cfg.screen_fidelity),
         }
-        curves = {}
-        for c in data.candidates:
-            if c.curve.iters:
-                parent = data.get(c.record.parent)
-                curves[c.id] = plots.curve_plot(c.curve, c.record.mode, parent and parent.curve)
+        curves = plots.curve_plots(_curve_inputs(data))
     return {
         "d": data,
         "o": data.overview,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dreamteam.config import RunConfig
+from dreamteam.config import RunConfig, config_from_dict
 from dreamteam.errors import StoreError
 from dreamteam.report.tallies import (
     LineageNode,
@@ -28,10 +28,8 @@ from dreamteam.report.views import (
     CandidateView,
     by_seed,
     collect_candidates,
-    run_config,
-    seed_plan,
 )
-from dreamteam.search import BASELINE_ID
+from dreamteam.search import BASELINE_ID, seed_plan
 from dreamteam.selection import Comparison, Estimate, compare, estimate
 from dreamteam.store import RunStore
 
@@ -165,7 +163,7 @@ def _headline(
 def gather(store: RunStore) -> ReportData:
     """Read the whole run from the store and derive what the report shows."""
     info = store.run_info()
-    config = run_config(info["config"])
+    config = config_from_dict(info["config"])
     gens = store.generations()
     views = collect_candidates(store, config, gens)
     if not views:

@@ -7,6 +7,7 @@ pygments closes its spans at every line end, which lets the blocks be split back
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,7 +49,9 @@ def highlight_css(scope: str) -> str:
     return _FORMATTER.get_style_defs(scope)
 
 
+@functools.cache
 def _lexer(filename: str) -> Lexer:
+    # finding a lexer scans pygments' plugins: once per file name is enough; lexers are reusable
     options = {"stripnl": False, "ensurenl": True}
     try:
         return get_lexer_for_filename(filename, **options)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,12 +28,12 @@ MODE_COLOURS = {
     "baseline": "#555555",
 }
 FAILED_COLOUR = "#b3261e"
-_STYLE = {
+_STYLE: dict[str, Any] = {
     "svg.fonttype": "none",
     "svg.hashsalt": "dreamteam",  # stable element ids: the same run renders the same file
     "font.family": "sans-serif",
     "font.sans-serif": ["DejaVu Sans", "Helvetica", "Arial"],
-    "font.size": 9,
+    "font.size": 9.5,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
@@ -48,7 +48,7 @@ _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)
 @contextmanager
 def plot_style() -> Iterator[None]:
     """The report's matplotlib settings, for the figures drawn inside the block."""
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(_STYLE):  # type: ignore[arg-type]  # keys are literal-typed
         yield
 
 
@@ -75,28 +75,32 @@ def _figure(width: float, height: float, **margins: float) -> tuple[Figure, Any]
 def _mode_legend(ax: Any, modes: Sequence[str], **extra: Any) -> None:
     for mode in dict.fromkeys(modes):
         ax.scatter([], [], color=colour(mode), s=22, label=mode)
-    ax.legend(**{"loc": "upper right", **extra})
+    # above the axes, where no point can hide under it
+    ax.legend(**{"loc": "lower left", "bbox_to_anchor": (0.0, 1.0), "ncol": 8, **extra})
 
 
 def progress_plot(
     candidates: Sequence[CandidateView], incumbents: Sequence[tuple[int, float]], fidelity: str
 ) -> str:
     """Every candidate's screening loss by generation, and the incumbent (best so far) line."""
-    fig, ax = _figure(8.0, 3.4, left=0.08)
+    fig, ax = _figure(11.5, 3.8, left=0.06, top=0.86)
     scored = [c for c in candidates if c.screen_loss is not None and math.isfinite(c.screen_loss)]
     losses = [c.screen_loss or 0.0 for c in scored]
-    base = incumbents[0][1] if incumbents else max(losses, default=0.0)
-    low = min(losses, default=base)
+    high, low = max(losses, default=1.0), min(losses, default=0.0)
+    base = next((c.screen_loss for c in scored if c.record.kind == "baseline"), None)
     # a diverged candidate would flatten everything else: cap the axis above the baseline
-    cap = max(base + max(0.6 * (base - low), 0.02 * abs(base), 0.05), low + 0.05)
+    cap = high if base is None else min(high, base + max(0.6 * (base - low), 0.02 * abs(base)))
+    span = cap - low or 1.0
+    top = cap + 0.08 * span  # failed and off-axis candidates sit in a band above the points
     slot: dict[int, int] = {}
     points: dict[bool, list[tuple[float, float, CandidateView]]] = {False: [], True: []}
-    for c in [*scored, *(c for c in candidates if c not in scored and c.record.kind != "baseline")]:
+    scored_ids = {c.id for c in scored}
+    for c in [*scored, *(c for c in candidates if c.id not in scored_ids)]:  # failures on top
         k = slot[c.record.generation] = slot.get(c.record.generation, 0) + 1
         x = c.record.generation - 0.12 + 0.04 * ((k - 1) % 7)  # spread points of one generation
-        loss = c.screen_loss if c in scored else None
+        loss = c.screen_loss if c.id in scored_ids else None
         off_axis = loss is None or loss > cap
-        points[off_axis].append((x, cap if off_axis else loss, c))
+        points[off_axis].append((x, top if loss is None or off_axis else loss, c))
     ok = points[False]
     if ok:
         ax.scatter(
@@ -111,7 +115,7 @@ def progress_plot(
         )
         for x, y, c in ok:
             if c.won:
-                ax.annotate(c.record.persona, (x, y), xytext=(6, -11), textcoords="offset points")
+                ax.annotate(c.record.persona, (x, y), xytext=(7, 3), textcoords="offset points")
     failed = points[True]
     ax.scatter(
         [x for x, _, _ in failed],
@@ -125,22 +129,23 @@ def progress_plot(
     if incumbents:
         gens, best = zip(*incumbents, strict=True)
         ax.step(gens, best, where="post", color="#111111", linewidth=1.6, label="best so far")
-    _mode_legend(ax, [c.record.mode for c in candidates], ncol=2)
-    ax.set_xticks(sorted({c.record.generation for c in candidates}))
+        ax.scatter(gens[-1:], best[-1:], marker="_", s=120, color="#111111")  # a lone incumbent too
+    _mode_legend(ax, [c.record.mode for c in candidates])
+    generations = sorted({c.record.generation for c in candidates})
+    ax.set_xticks(generations)
+    ax.set_xlim(generations[0] - 0.5, generations[-1] + 0.6)  # room for the winners' names
     ax.set_xlabel("generation")
     ax.set_ylabel(f"val loss @ {fidelity} (nats)")
-    ax.set_ylim(top=cap + 0.04 * (cap - low))
+    ax.set_ylim(top=top + 0.05 * span)
     return _svg(fig)
 
 
 def headline_plot(headline: Headline, fidelity: str) -> str:
     """Per-seed losses of the baseline and the best, with mean ± sd."""
-    fig, ax = _figure(6.0, 1.7, left=0.2, bottom=0.3)
+    fig, ax = _figure(5.6, 1.7, left=0.14, bottom=0.3)
     rows = [("baseline", headline.baseline_losses, headline.baseline_est, "baseline")]
     if headline.best is not headline.baseline:
-        rows.append(
-            (headline.best.id, headline.best_losses, headline.best_est, headline.best.record.mode)
-        )
+        rows.append(("best", headline.best_losses, headline.best_est, headline.best.record.mode))
     for y, (_, losses, est, mode) in enumerate(rows):
         ax.scatter(losses, [y] * len(losses), color=colour(mode), s=22, alpha=0.7, zorder=3)
         if est is not None:
@@ -163,12 +168,12 @@ def headline_plot(headline: Headline, fidelity: str) -> str:
 
 def funnel_plot(stages: Sequence[Stage]) -> str:
     """How many candidates reached each stage."""
-    fig, ax = _figure(6.0, 2.2, left=0.14, bottom=0.08)
+    fig, ax = _figure(5.6, 2.2, left=0.15, bottom=0.08)
     names = [s.name for s in stages][::-1]
     counts = [s.count for s in stages][::-1]
     shades = matplotlib.colormaps["Blues"](
-        [0.3 + 0.55 * i / max(1, len(stages) - 1) for i in range(len(stages))]
-    )
+        [0.85 - 0.55 * i / max(1, len(stages) - 1) for i in range(len(stages))]
+    )  # the later the stage, the darker
     bars = ax.barh(names, counts, color=shades, height=0.7)
     ax.bar_label(bars, padding=3, fontsize=8)
     ax.set_xlim(0, max([*counts, 1]) * 1.12)
@@ -182,7 +187,7 @@ def pareto_plot(
     candidates: Sequence[CandidateView], front: Sequence[tuple[float, float, str]], fidelity: str
 ) -> str:
     """Screening loss against training time, with the Pareto front."""
-    fig, ax = _figure(8.0, 3.4, left=0.08, bottom=0.15)
+    fig, ax = _figure(11.5, 3.8, left=0.06, bottom=0.13, top=0.86)
     by_id = {c.id: c for c in candidates}
     for c in candidates:
         if c.screen is None or c.screen_loss is None or not math.isfinite(c.screen_loss):
@@ -216,22 +221,29 @@ def pareto_plot(
     return _svg(fig)
 
 
-def curve_plot(curve: Curve, mode: str, parent: Curve | None) -> str:
-    """A candidate's training curve (train and held-out loss), over its parent's in grey."""
+def curve_plots(curves: Mapping[str, tuple[Curve, str, Curve | None]]) -> dict[str, str]:
+    """Each candidate's training curve (train and held-out loss) over its parent's in grey.
+
+    `curves` maps a candidate id to (curve, mode, parent curve). One figure is reused for all:
+    building axes and ticks is most of matplotlib's cost, and only the data changes.
+    """
     fig, ax = _figure(4.6, 2.1, left=0.14, bottom=0.2)
-    if parent and parent.iters:
-        ax.plot(parent.iters, parent.loss, color="#9a9a9a", linewidth=1, label="parent")
-    ax.plot(curve.iters, curve.loss, color=colour(mode), linewidth=1.6, label="train")
-    held = [(i, v) for i, v in zip(curve.iters, curve.vloss, strict=True) if v is not None]
-    if held:
-        ax.plot(
-            *zip(*held, strict=True),
-            color=colour(mode),
-            linewidth=1.2,
-            linestyle="--",
-            label="held-out",
-        )
+    (parent_line,) = ax.plot([], [], color="#9a9a9a", linewidth=1, label="parent")
+    (train_line,) = ax.plot([], [], linewidth=1.6, label="train")
+    (held_line,) = ax.plot([], [], linewidth=1.2, linestyle="--", label="held-out")
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
-    ax.legend(loc="upper right")
-    return _svg(fig)
+    svgs = {}
+    for cid, (curve, mode, parent) in curves.items():
+        held = [(i, v) for i, v in zip(curve.iters, curve.vloss, strict=True) if v is not None]
+        parent_line.set_data(parent.iters if parent else [], parent.loss if parent else [])
+        train_line.set_data(curve.iters, curve.loss)
+        held_line.set_data([i for i, _ in held], [v for _, v in held])
+        train_line.set_color(colour(mode))
+        held_line.set_color(colour(mode))
+        ax.relim()
+        ax.autoscale_view()
+        shown = [line for line in (parent_line, train_line, held_line) if len(line.get_xdata())]
+        ax.legend(handles=shown, loc="upper right")
+        svgs[cid] = _svg(fig)
+    return svgs

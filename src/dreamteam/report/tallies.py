@@ -105,7 +105,9 @@ def build_funnel(views: Sequence[CandidateView], config: RunConfig) -> list[Stag
         and v.screen
         and v.screen.status not in (Status.INVALID, Status.CHEATING)
     ]
-    screened = [v for v in valid if v.screen_loss is not None and v.screen.status is Status.OK]
+    screened = [
+        v for v in valid if v.screen and v.screen.status is Status.OK and v.screen_loss is not None
+    ]
     promoted = [v for v in proposed if v.promoted]
     confirmed = [v for v in promoted if v.confirm is not None and v.confirm.n >= config.seeds]
     won = [v for v in proposed if v.won]

@@ -5,7 +5,6 @@ Read from the store once; the rest of the report works on these views.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,20 +68,6 @@ def parse_curve(log: str) -> Curve:
         return Curve()
     iters, loss, vloss = zip(*points, strict=True)
     return Curve(iters, loss, vloss)
-
-
-def seed_plan(config: RunConfig) -> dict[str, tuple[int, ...]]:
-    """The seeds a run uses: the same arithmetic as Search.__init__."""
-    confirm = tuple(BASE_SEED + 1 + i for i in range(config.seeds))
-    final = tuple(BASE_SEED + 1 + config.seeds + i for i in range(config.seeds))
-    return {"screen": (BASE_SEED,), "confirm": confirm, "final": final}
-
-
-def run_config(raw: dict[str, Any]) -> RunConfig:
-    """The stored config as a RunConfig; keys it does not know are ignored, missing ones default."""
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
-    return RunConfig(**values)
 
 
 def by_seed(view: CandidateView, fidelity: str) -> dict[int, float]:
