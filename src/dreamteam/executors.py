@@ -28,6 +28,7 @@ class Job:
     files: dict[str, str]
     fidelity: str
     seed: int
+    keep_checkpoint: Path | None = None  # where to keep the trained weights, if anywhere
 
 
 class Executor(Protocol):
@@ -66,6 +67,7 @@ class LocalExecutor:
                 self.budget,
                 self.isolation,
                 device=self.device,
+                keep_checkpoint=job.keep_checkpoint,
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)

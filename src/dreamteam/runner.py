@@ -158,6 +158,58 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
 
 
+def _load_model(config: dict[str, Any], work_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """The candidate's model from its own code and its checkpoint (weights only: no pickle)."""
+    import torch
+
+    module = importlib.import_module(Path(config["model_file"]).stem)
+    ckpt = torch.load(work_dir / "ckpt.pt", map_location="cpu", weights_only=True)
+    args = dict(ckpt["model_args"])
+    model = getattr(module, config["model_class"])(getattr(module, config["config_class"])(**args))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, args
+
+
+def _logits(model: Any, x: Any) -> Any:
+    out = model(x)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _sample(config: dict[str, Any]) -> int:
+    """Generate tokens from a trained candidate: temperature, top-k and top-p sampling."""
+    import torch
+
+    torch.set_num_threads(max(int(config["threads"]), 1))
+    _confine(config)
+    try:
+        model, args = _load_model(config, Path(config["work_dir"]))
+        gen = torch.Generator().manual_seed(int(config["seed"]))
+        idx = torch.tensor([config["prompt"] or [0]], dtype=torch.long)
+        context = int(args.get("block_size", config["context"]))
+        with torch.no_grad():
+            for _ in range(int(config["max_new_tokens"])):
+                logits = _logits(model, idx[:, -context:])[0, -1, : int(config["vocab_size"])].float()
+                logits = logits / max(float(config["temperature"]), 1e-6)
+                if config["top_k"]:
+                    kth = torch.topk(logits, min(int(config["top_k"]), logits.numel())).values[-1]
+                    logits[logits < kth] = -float("inf")
+                probs = torch.softmax(logits, dim=-1)
+                if float(config["top_p"]) < 1.0:
+                    sorted_p, order = torch.sort(probs, descending=True)
+                    drop = sorted_p.cumsum(0) - sorted_p > float(config["top_p"])
+                    probs[order[drop]] = 0.0
+                    probs /= probs.sum()
+                nxt = torch.multinomial(probs, 1, generator=gen)
+                idx = torch.cat([idx, nxt[None]], dim=1)
+    except BaseException as exc:
+        traceback.print_exc()
+        _report(config, {"error": _describe(exc)})
+        return 1
+    _report(config, {"tokens": idx[0].tolist()})
+    return 0
+
+
 def _evaluate(config: dict[str, Any]) -> int:
     import numpy as np
     import torch
@@ -172,12 +224,7 @@ def _evaluate(config: dict[str, Any]) -> int:
     shared = mmap.mmap(int(config["logits_fd"]), 2 * chunk * t * vocab * 4)
     out = np.frombuffer(shared, dtype=np.float32).reshape(2, chunk, t, vocab)
     try:
-        module = importlib.import_module(Path(config["model_file"]).stem)
-        ckpt = torch.load(work_dir / "ckpt.pt", map_location="cpu", weights_only=True)
-        args = dict(ckpt["model_args"])
-        model = getattr(module, config["model_class"])(getattr(module, config["config_class"])(**args))
-        model.load_state_dict(ckpt["state_dict"])
-        model.eval()
+        model, args = _load_model(config, work_dir)
         n_params = sum(p.numel() for p in model.parameters())
         _report(config, {"ready": True, "model_args": _plain(args), "n_params": n_params,
                          "layers": layers})
@@ -185,9 +232,7 @@ def _evaluate(config: dict[str, Any]) -> int:
             i = int(line)
             x = torch.from_numpy(inputs[i * chunk : (i + 1) * chunk]).long()
             with torch.no_grad():
-                logits = model(x)
-            if isinstance(logits, (tuple, list)):
-                logits = logits[0]
+                logits = _logits(model, x)
             if not isinstance(logits, torch.Tensor) or tuple(logits.shape[:2]) != tuple(x.shape) \
                     or logits.shape[-1] < vocab or logits.dim() != 3:
                 shape = tuple(getattr(logits, "shape", ()))
@@ -212,10 +257,10 @@ def _plain(value: Any) -> Any:
 
 
 def main() -> int:
-    """Entry point of the child: ``runner.py train|eval CONFIG_JSON``."""
+    """Entry point of the child: ``runner.py train|eval|sample CONFIG_JSON``."""
     mode, config = sys.argv[1], json.loads(sys.argv[2])
     os.chdir(config["work_dir"])
-    return {"train": _train, "eval": _evaluate}[mode](config)
+    return {"train": _train, "eval": _evaluate, "sample": _sample}[mode](config)
 
 
 if __name__ == "__main__":

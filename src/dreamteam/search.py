@@ -24,7 +24,7 @@ from dreamteam.agents import Agent, AgentRequest, AgentTeam
 from dreamteam.config import RunConfig
 from dreamteam.edits import apply_edits, diff_files, parse_edits
 from dreamteam.errors import AgentError, ConfigError
-from dreamteam.executors import Executor, Job
+from dreamteam.executors import Job
 from dreamteam.personas import Persona, PersonaLibrary
 from dreamteam.prompting import HistoryItem, build_prompt
 from dreamteam.selection import Comparison, Estimate, compare, estimate, promote
@@ -125,7 +125,7 @@ class Search:
         library: PersonaLibrary,
         agents: AgentTeam,
         store: RunStore,
-        executor: LocalExecutor,
+        executor: Executor,
         on_event: Callable[[Event], None] = lambda e: None,
     ):
         self.config, self.task, self.store = config, task, store
@@ -142,8 +142,11 @@ class Search:
         self, candidates: Sequence[CandidateRecord], fidelity: str, seeds: Sequence[int]
     ) -> None:
         """Run every missing (candidate, seed) trial at `fidelity`; store each as it finishes."""
+        # the weights of each candidate's first confirmation are kept, for `dreamteam sample`
+        keep = fidelity == self.config.fidelity
         jobs = [
-            Job(c.id, dict(c.files), fidelity, seed)
+            Job(c.id, dict(c.files), fidelity, seed,
+                self.store.candidate_dir(c) / "ckpt.pt" if keep and seed == seeds[0] else None)
             for c in candidates
             for seed in seeds
             if self.store.trial(c.id, fidelity, seed) is None

@@ -85,10 +85,12 @@ def run_trial(
     device: str = "cpu",
     on_output: Callable[[str], None] | None = None,
     iters: int | None = None,
+    keep_checkpoint: Path | None = None,
 ) -> TrialResult:
     """Check, train and score one candidate; every failure becomes a Status, never an exception.
 
-    `iters` overrides the fidelity's optimizer steps (e.g. `dreamteam train --iters N`).
+    `iters` overrides the fidelity's optimizer steps (e.g. `dreamteam train --iters N`);
+    `keep_checkpoint` is where to copy the trained weights when the trial is ok.
     """
     iters = task.iterations(fidelity) if iters is None else iters
     report = check_candidate(files, task)
@@ -159,6 +161,9 @@ def run_trial(
             **{**common, "log": log},
         )
     score = outcome.score
+    if keep_checkpoint is not None:
+        keep_checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ckpt, keep_checkpoint)
     gap = self_loss is not None and self_loss < score.val_loss - SELF_REPORT_GAP
     return TrialResult(
         Status.OK,

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -57,15 +58,15 @@ def _keep_freed_memory():
     """Keep glibc from returning each 100 MB logits buffer to the kernel (halves a CPU step,
     as the sandbox does for candidates); restore the defaults afterwards."""
     try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc: run at the default speed
         yield
         return
-    libc.mallopt(_M_MMAP_MAX, 0)
-    libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    mallopt(_M_MMAP_MAX, 0)
+    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
     yield
-    libc.mallopt(_M_MMAP_MAX, 65536)
-    libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+    mallopt(_M_MMAP_MAX, 65536)
+    mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +121,11 @@ def _train(files: dict[str, str], tmp: Path, iters: int, eval_batches: int = 1):
     return model_mod, returned, ckpt
 
 
-def _batch(n_tokens: int = 8 * 65, offset: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
-    import numpy as np
-
+def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """8 windows of 64 (input, next-token) pairs from the tail of train.bin (the holdout)."""
     tokens = np.memmap(DATA, dtype=np.uint16, mode="r")
-    rows = torch.from_numpy(tokens[offset : offset + n_tokens].astype(np.int64)).view(8, 65)
+    tail = tokens[len(tokens) - 8 * 65 :].astype(np.int64)
+    rows = torch.from_numpy(tail).view(8, 65)
     return rows[:, :-1], rows[:, 1:]
 
 
@@ -192,19 +193,12 @@ def test_label_smoothing_turns_off_when_it_is_on(baseline):
 
 
 def test_grad_clip_has_a_value_clipping_variant(baseline, task):
-    variants = {
-        technique("grad_clip").apply(baseline, random.Random(s))[TRAIN].count("clip_grad_value_(")
-        for s in range(12)
-    }
-    assert variants == {0, 1}
-    value = next(
-        technique("grad_clip").apply(baseline, random.Random(s))
-        for s in range(12)
-        if "clip_grad_value_(" in technique("grad_clip").apply(baseline, random.Random(s))[TRAIN]
-    )
-    assert check_candidate(value, task).ok
-    back = technique("grad_clip").apply(value, random.Random(0))
-    assert "clip_grad_norm_(" in back[TRAIN]
+    clip = technique("grad_clip")
+    drawn = [clip.apply(baseline, random.Random(s)) for s in range(12)]
+    value = [f for f in drawn if "clip_grad_value_(" in f[TRAIN]]
+    assert value and len(value) < len(drawn)  # both variants are drawn
+    assert check_candidate(value[0], task).ok
+    assert "clip_grad_norm_(" in clip.apply(value[0], random.Random(0))[TRAIN]
 
 
 def test_techniques_skip_code_they_cannot_read():
@@ -242,14 +236,7 @@ def _check_trains(name: str, baseline: dict[str, str], tmp: Path, iters: int, mi
 @needs_data
 @pytest.mark.parametrize("name", [t.name for t in CATALOGUE])
 def test_each_technique_trains_rebuilds_and_stays_causal(name, baseline, tmp_path):
-    # 10 steps already take every technique ~0.15 nats below the initial loss
-    _check_trains(name, baseline, tmp_path, iters=10, min_drop=0.05)
-
-
-@pytest.mark.slow
-@needs_data
-@pytest.mark.parametrize("name", [t.name for t in CATALOGUE])
-def test_each_technique_learns_over_30_steps(name, baseline, tmp_path):
+    # 30 steps take every technique >= 0.3 nats below the initial loss (10.8); a few s each
     _check_trains(name, baseline, tmp_path, iters=30, min_drop=0.2)
 
 
@@ -376,6 +363,20 @@ def test_nothing_applicable_changes_nothing_and_says_so(task):
     assert "```python\ntrain_mps.py\n```" in response.text
     empty = OfflineAgent().propose(AgentRequest(prompt="p"))
     assert "nothing is changed" in empty.text
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {},
+        {TRAIN: "", MODEL: ""},
+        {TRAIN: "\x00\ufeff garbage", MODEL: "import torch\nclass GPT:\n    pass\n"},
+        {TRAIN: "learning_rate = 'high'\nbeta1 = None\n", "notes.md": "# hi"},
+    ],
+)
+def test_odd_files_never_raise(files):
+    response = OfflineAgent().propose(_request(files, seed=1))
+    assert response.text and response.model == "offline"
 
 
 def test_agent_stacks_onto_its_own_output(baseline, task):

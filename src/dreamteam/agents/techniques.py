@@ -59,7 +59,7 @@ def constant(src: str, name: str) -> object | None:
         ):
             try:
                 return ast.literal_eval(stmt.value)
-            except ValueError:
+            except (ValueError, TypeError, SyntaxError, RecursionError):
                 return None
     return None
 
@@ -84,7 +84,7 @@ def segment(src: str, qualname: str) -> str:
         if node is None:
             return ""
         body = node.body  # type: ignore[attr-defined]
-    return ast.get_source_segment(src, node) or "" if node is not None else ""
+    return (ast.get_source_segment(src, node) or "") if node is not None else ""
 
 
 def _bound(src: str, name: str) -> bool:
@@ -270,14 +270,26 @@ def around(
     return fn
 
 
-def append_to(code: str) -> Callable[[cst.FunctionDef], cst.FunctionDef]:
-    """A function edit: add ``code`` at the end of the function's body."""
+def append_to(
+    code: str, after: str | None = None, instead: str | None = None
+) -> Callable[[cst.FunctionDef], cst.FunctionDef]:
+    """A function edit on the body's top-level statements: replace the first one matching the
+    regex ``instead``, else insert after the last one matching ``after``, else at the end."""
 
     def fn(func: cst.FunctionDef) -> cst.FunctionDef:
-        body = func.body
-        if not isinstance(body, cst.IndentedBlock):
+        block = func.body
+        if not isinstance(block, cst.IndentedBlock):
             raise Skip("one-line function")
-        return func.with_changes(body=body.with_changes(body=[*body.body, *_stmts(code)]))
+        body, new = list(block.body), _stmts(code)
+        codes = [_code(stmt) for stmt in body]
+        swap = [i for i, c in enumerate(codes) if instead and re.search(instead, c)]
+        last = [i + 1 for i, c in enumerate(codes) if after and re.search(after, c)]
+        if swap:
+            body[swap[0] : swap[0] + 1] = new
+        else:
+            at = last[-1] if last else len(body)
+            body[at:at] = new
+        return func.with_changes(body=block.with_changes(body=body))
 
     return fn
 
@@ -907,6 +919,11 @@ def _untie(files: Files, rng: random.Random) -> Change:
     return Change(files, "separate lm_head (std 0.02 init)")
 
 
+_INITS = (
+    r"nn\.init\.|_init_weights"  # statements that initialise weights: new init code follows them
+)
+
+
 @_technique(
     "zero_init_proj",
     ("initialization", "residual_scaling"),
@@ -922,7 +939,9 @@ def _zero_proj(files: Files, rng: random.Random) -> Change:
             "# zero-init the residual projections: every block starts as the identity map\n"
             "for name, p in self.named_parameters():\n"
             '    if name.endswith("c_proj.weight"):\n'
-            "        nn.init.zeros_(p)\n"
+            "        nn.init.zeros_(p)\n",
+            after=_INITS,
+            instead=r"if name\.endswith\(\"c_proj\.weight\"\):\s*nn\.init\.normal_",  # GPT-2's
         ),
     )
     return Change(files, "c_proj weights start at zero")
@@ -937,6 +956,7 @@ def _zero_proj(files: Files, rng: random.Random) -> Change:
 )
 def _fan_in(files: Files, rng: random.Random) -> Change:
     gain = rng.choice((0.5, 1.0))
+    std = "p.size(1) ** -0.5" if gain == 1 else f"{gain} * p.size(1) ** -0.5"
     files[MODEL] = edit(
         files[MODEL],
         "GPT.__init__",
@@ -944,7 +964,8 @@ def _fan_in(files: Files, rng: random.Random) -> Change:
             "# fan-in init of the blocks' input matrices (residual projections keep theirs)\n"
             "for name, p in self.named_parameters():\n"
             '    if p.dim() == 2 and name.startswith("h.") and not name.endswith("c_proj.weight"):\n'
-            f"        nn.init.normal_(p, mean=0.0, std={gain:.1f} * p.size(1) ** -0.5)\n"
+            f"        nn.init.normal_(p, mean=0.0, std={std})\n",
+            after=_INITS,
         ),
     )
     return Change(files, f"std {gain:g}/sqrt(fan_in) for the blocks' input matrices")

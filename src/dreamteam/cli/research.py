@@ -17,15 +17,17 @@ from dreamteam.agents.offline import OfflineAgent
 from dreamteam.cli.context import console, settings
 from dreamteam.cli.evaluate import task_data
 from dreamteam.config import RunConfig, load_run_config
+from dreamteam.data import load_tokenizer
 from dreamteam.device import cpu_threads, select_device
 from dreamteam.edits import diff_files
 from dreamteam.errors import ConfigError, StoreError
 from dreamteam.executors import LocalExecutor
 from dreamteam.personas import load_library
 from dreamteam.report import write_report
+from dreamteam.sampling import SamplingSettings, sample_tokens
 from dreamteam.sandbox import probe_isolation
 from dreamteam.search import Event, RunSummary, Search
-from dreamteam.store import RunStore, list_runs
+from dreamteam.store import CandidateRecord, RunStore, list_runs
 from dreamteam.tasks import load_task
 from dreamteam.trial import TrialBudget
 
@@ -236,18 +238,21 @@ def show(
         console.print(f"gen {g['number']}: {g['note'] or ''}")
 
 
+def _open_candidate(run: str | None, candidate: str) -> tuple[RunStore, CandidateRecord]:
+    store = RunStore.open_existing(resolve_run(run))
+    c = store.candidate(candidate)
+    if c is None:
+        raise StoreError(f"no candidate {candidate!r} in {store.run_dir.name}: see `dreamteam show`")
+    return store, c
+
+
 def diff(
     candidate: str = typer.Argument(..., help="A candidate id, e.g. g1-archimedes."),
     other: str = typer.Argument(None, help="Another candidate (default: its parent)."),
     run: str = typer.Option(None, "--run", help="The run (default: the newest)."),
 ) -> None:
     """The diff of a candidate against its parent, or against another candidate."""
-    store = RunStore.open_existing(resolve_run(run))
-    c = store.candidate(candidate)
-    if c is None:
-        raise StoreError(
-            f"no candidate {candidate!r} in {store.run_dir.name}: see `dreamteam show`"
-        )
+    store, c = _open_candidate(run, candidate)
     base_id = other or c.parent
     base = store.candidate(base_id) if base_id else None
     if base is None:
@@ -261,12 +266,7 @@ def export(
     directory: Path = typer.Argument(..., help="Where to write the files."),
 ) -> None:
     """Write a candidate's files, ready to use."""
-    store = RunStore.open_existing(resolve_run(run))
-    c = store.candidate(candidate)
-    if c is None:
-        raise StoreError(
-            f"no candidate {candidate!r} in {store.run_dir.name}: see `dreamteam show`"
-        )
+    store, c = _open_candidate(run, candidate)
     directory.mkdir(parents=True, exist_ok=True)
     for name, source in c.files.items():
         (directory / name).write_text(source, encoding="utf-8")
@@ -311,3 +311,30 @@ def report(
         import webbrowser
 
         webbrowser.open(path.resolve().as_uri())
+
+
+def sample(
+    candidate: str = typer.Argument(..., help="A candidate id, e.g. g1-archimedes."),
+    run: str = typer.Option(None, "--run", help="The run (default: the newest)."),
+    prompt: str = typer.Option("\n", "--prompt", help="Text to continue."),
+    tokens: int = typer.Option(200, "--tokens", min=1, help="Tokens to generate."),
+    temperature: float = typer.Option(0.8, "--temperature", min=0.0),
+    top_k: int = typer.Option(200, "--top-k", min=0, help="0 turns top-k off."),
+    top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
+    seed: int = typer.Option(1337, "--seed"),
+) -> None:
+    """Generate text from a trained candidate (its kept weights, its own model code)."""
+    store, c = _open_candidate(run, candidate)
+    ckpt = store.candidate_dir(c) / "ckpt.pt"
+    if not ckpt.is_file():
+        raise StoreError(
+            f"{c.id} kept no trained weights (only confirmed candidates do): "
+            f"`dreamteam export {store.run_dir.name} {c.id} DIR` then `dreamteam train` it"
+        )
+    s = settings()
+    encoding = load_tokenizer(home=s.home, mirror=s.mirror)
+    t = load_task(store.run_info()["task"])
+    ids = sample_tokens(t, c.files, ckpt, encoding.encode_ordinary(prompt),
+                        SamplingSettings(tokens, temperature, top_k, top_p, seed),
+                        probe_isolation(), threads=cpu_threads(1))
+    print(encoding.decode(ids))
