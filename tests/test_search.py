@@ -91,7 +91,7 @@ def test_resume_recomputes_nothing_finished(tmp_path: Path) -> None:
 
 
 def test_identical_code_is_not_retrained(tmp_path: Path) -> None:
-    search, executor, store = _search(
+    search, _, store = _search(
         tmp_path, generations=1, personas=("archimedes", "archimedes")
     )
     search.run()
@@ -106,3 +106,49 @@ def test_code_hash_ignores_comments_and_layout() -> None:
     b = {"train.py": "x = (1)\n", "model.py": "def f():\n\n    return 2\n"}
     assert code_hash(a) == code_hash(b)
     assert code_hash(a) != code_hash({**a, "train.py": "x = 2\n"})
+
+
+class _Scripted:
+    """An agent that answers from a script: here, first with no code, then with a fix."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = answers
+        self.prompts: list[str] = []
+
+    @property
+    def name(self) -> str:
+        return "scripted"
+
+    def propose(self, request):
+        from dreamteam.agents import AgentResponse
+
+        self.prompts.append(request.prompt)
+        return AgentResponse(text=self.answers[min(len(self.prompts), len(self.answers)) - 1],
+                             model="scripted")
+
+
+def test_a_failed_answer_gets_a_repair_turn_that_is_stored_as_its_child(tmp_path: Path) -> None:
+    task = load_task("shakespeare")
+    fixed = task.baseline_files()["train.py"].replace("learning_rate = 3e-4", "learning_rate = 2e-3")
+    agent = _Scripted(["I would raise the learning rate.", f"```python\ntrain_mps.py\n{fixed}```\n"])
+    team = build_team(parse_model_map("offline"), Credentials.from_env({}), offline=lambda: agent)
+    store = RunStore(tmp_path / "run")
+    store.create_run("run", "shakespeare", {}, [])
+    config = RunConfig(generations=1, personas=("archimedes",), fidelity="smoke", repair=1)
+    Search(config, task, load_library(), team, store, FakeExecutor()).run()
+    failed = store.candidate("g1-archimedes")
+    repaired = store.candidate("g1-archimedes-r")
+    assert failed is not None and failed.status == "invalid"
+    assert repaired is not None and repaired.kind == "repair" and repaired.parent == failed.id
+    assert repaired.status == "ok"
+    assert "Your previous attempt failed" in agent.prompts[1] and failed.reason in agent.prompts[1]
+
+
+def test_repair_zero_disables_it(tmp_path: Path) -> None:
+    agent = _Scripted(["no code here"])
+    team = build_team(parse_model_map("offline"), Credentials.from_env({}), offline=lambda: agent)
+    store = RunStore(tmp_path / "run")
+    store.create_run("run", "shakespeare", {}, [])
+    config = RunConfig(generations=1, personas=("archimedes",), fidelity="smoke", repair=0)
+    Search(config, load_task("shakespeare"), load_library(), team, store, FakeExecutor()).run()
+    assert store.candidate("g1-archimedes-r") is None and len(agent.prompts) == 1

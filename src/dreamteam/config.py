@@ -11,6 +11,8 @@ from pathlib import Path
 
 import platformdirs
 
+from dreamteam.errors import ConfigError
+
 DEFAULT_HOME = Path(platformdirs.user_data_dir("dreamteam", appauthor=False))
 
 
@@ -73,8 +75,6 @@ def load_run_config(path: Path | None, overrides: Mapping[str, object]) -> RunCo
     import dataclasses
     import tomllib
 
-    from dreamteam.errors import ConfigError
-
     values: dict[str, object] = {}
     if path is not None:
         try:
@@ -98,9 +98,27 @@ def load_run_config(path: Path | None, overrides: Mapping[str, object]) -> RunCo
             else tuple(value)
         )  # type: ignore[union-attr]
     try:
-        return RunConfig(**values)  # type: ignore[arg-type]
+        config = RunConfig(**values)  # type: ignore[arg-type]
     except TypeError as exc:
         raise ConfigError(f"bad setting in {path or 'options'}: {exc}") from exc
+    _validate(config)
+    return config
+
+
+_CHOICES = {
+    "strategy": ("parallel", "chain"),
+    "executor": ("local",),  # ray: planned
+    "allocation": ("uniform",),  # bandit: planned
+}
+
+
+def _validate(config: RunConfig) -> None:
+    for name, allowed in _CHOICES.items():
+        value = getattr(config, name)
+        if value not in allowed:
+            raise ConfigError(f"--{name} {value!r} is not available: use {' or '.join(allowed)}")
+    if config.seeds < 2:
+        raise ConfigError("--seeds must be at least 2: one seed cannot measure noise")
 
 
 def config_from_dict(raw: Mapping[str, object]) -> RunConfig:

@@ -24,7 +24,7 @@ from dreamteam.agents import Agent, AgentRequest, AgentTeam
 from dreamteam.config import RunConfig
 from dreamteam.edits import apply_edits, diff_files, parse_edits
 from dreamteam.errors import AgentError, ConfigError
-from dreamteam.executors import Job
+from dreamteam.executors import Executor, Job
 from dreamteam.personas import Persona, PersonaLibrary
 from dreamteam.prompting import HistoryItem, build_prompt
 from dreamteam.selection import Comparison, Estimate, compare, estimate, promote
@@ -204,14 +204,29 @@ class Search:
         return items
 
     def _propose(
-        self, generation: int, persona: Persona, parent: CandidateRecord, index: int, steering: str
+        self,
+        generation: int,
+        persona: Persona,
+        parent: CandidateRecord,
+        index: int,
+        steering: str,
+        repair_of: CandidateRecord | None = None,
     ) -> CandidateRecord:
+        """One answer from the persona's agent, turned into a stored candidate.
+
+        With `repair_of`, the persona gets another turn at its own failed candidate: the
+        prompt shows that candidate's code, its failure and its log tail.
+        """
         cid = f"g{generation}-{persona.slug}" + (f"-{index}" if index > 1 else "")
+        if repair_of is not None:
+            cid = f"{repair_of.id}-r"
         stored = self.store.candidate(cid)
         if stored is not None:
             return stored
         agent: Agent = self.agents.for_mode(persona.mode)
         prompt = build_prompt(persona, self.task, parent.files, self._history(), steering)
+        if repair_of is not None:
+            prompt += "\n\n" + _repair_note(repair_of, self.store.trial_log(repair_of.id))
         request = AgentRequest(
             prompt=prompt,
             persona=persona.slug,
@@ -227,12 +242,13 @@ class Search:
             mode=str(persona.mode),
             parent=parent.id,
         )
+        kind = "repair" if repair_of is not None else "proposal"
         try:
             response = agent.propose(request)
         except AgentError as exc:
             record = CandidateRecord(
                 **base,
-                kind="proposal",
+                kind=kind,
                 code_hash="",
                 files=parent.files,
                 status=str(Status.INVALID),
@@ -249,7 +265,7 @@ class Search:
         usage = response.usage
         record = CandidateRecord(
             **base,
-            kind="proposal",
+            kind=kind,
             code_hash=code_hash(files),
             files=files,
             diff=diff_files(parent.files, files),
@@ -319,8 +335,16 @@ class Search:
             proposals.append(c)
             if self.config.strategy == "chain" and c.kind == "proposal" and not c.status:
                 current = c  # the next persona builds on this one
-        fresh = [c for c in proposals if c.kind == "proposal" and c.status in ("", str(Status.OK))]
-        self._measure(fresh, self.config.screen_fidelity, [self.screen_seed])
+        fresh = self._screen(proposals)
+        for _ in range(self.config.repair):
+            broken = [c for c in (self.store.candidate(p.id) for p in proposals) if c and _repairable(c)]
+            if not broken:
+                break
+            by_slug = {p.slug: p for p in self.team}
+            repairs = [self._propose(number, by_slug[c.persona], c, 1, steering, repair_of=c)
+                       for c in broken if c.persona in by_slug]
+            proposals = repairs
+            fresh += self._screen(repairs)
         parent_screen = self.store.trial(parent.id, self.config.screen_fidelity, self.screen_seed)
         limit = parent_screen.val_loss if parent_screen and parent_screen.val_loss else float("inf")
         screened = [
@@ -338,6 +362,13 @@ class Search:
         self.store.finish_generation(number, best.id, promoted, note)
         self.on_event(Event("generation", best.id, best.persona, note))
         return best
+
+    def _screen(self, proposals: Sequence[CandidateRecord]) -> list[CandidateRecord]:
+        """Screen the new, valid candidates at the cheap fidelity; return them."""
+        fresh = [c for c in proposals
+                 if c.kind in ("proposal", "repair") and c.status in ("", str(Status.OK))]
+        self._measure(fresh, self.config.screen_fidelity, [self.screen_seed])
+        return fresh
 
     def _select(
         self, parent: CandidateRecord, promoted: Sequence[str]
@@ -415,6 +446,28 @@ class Search:
             statuses,
             stopped,
         )
+
+
+_REPAIRABLE = (str(Status.INVALID), str(Status.CRASHED))
+
+
+def _repairable(c: CandidateRecord) -> bool:
+    """Failed for a reason its author can fix: checks, edits or a crash (not the agent)."""
+    return (c.kind in ("proposal", "repair") and c.status in _REPAIRABLE
+            and not c.reason.startswith("agent failed"))
+
+
+def _repair_note(failed: CandidateRecord, log: str) -> str:
+    tail = "\n".join(log.strip().splitlines()[-25:])
+    return "\n".join([
+        "## Your previous attempt failed",
+        "",
+        f"The code above is your last answer. The harness rejected it: {failed.status}: "
+        f"{failed.reason}",
+        *(["", "The end of its log:", "```", tail, "```"] if tail else []),
+        "",
+        "Fix the problem and answer again in the same format, with the whole files.",
+    ])
 
 
 def _summary_line(text: str) -> str:

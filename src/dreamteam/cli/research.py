@@ -20,7 +20,7 @@ from dreamteam.config import RunConfig, load_run_config
 from dreamteam.data import load_tokenizer
 from dreamteam.device import cpu_threads, select_device
 from dreamteam.edits import diff_files
-from dreamteam.errors import ConfigError, StoreError
+from dreamteam.errors import StoreError
 from dreamteam.executors import LocalExecutor
 from dreamteam.personas import load_library
 from dreamteam.report import write_report
@@ -46,13 +46,6 @@ def _show_event(event: Event) -> None:
         console.print(f"  [dim]trial {event.candidate} {event.detail}{loss}[/dim]")
     elif event.kind == "generation":
         console.print(f"[bold]generation done:[/bold] {event.detail}")
-
-
-def _config_from_options(config: Path | None, options: dict[str, object]) -> RunConfig:
-    cfg = load_run_config(config, options)
-    if cfg.executor != "local":
-        raise ConfigError(f"executor {cfg.executor!r} is not available yet: use --executor local")
-    return cfg
 
 
 def run(
@@ -117,7 +110,7 @@ def run(
             device=device,
             record=record,
         )
-        cfg = _config_from_options(config, options)
+        cfg = load_run_config(config, options)
         target = run_dir or s.runs_dir / _new_run_id()
         store = RunStore(target)
     t = load_task(cfg.task)
