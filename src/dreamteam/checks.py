@@ -113,6 +113,10 @@ def _names(target: ast.expr) -> list[str]:
     return []
 
 
+def _line(node: ast.AST) -> int:
+    return int(getattr(node, "lineno", 1))
+
+
 def _check_protected(tree: ast.Module, file: str, protected: Mapping[str, Any]) -> list[Violation]:
     out: list[Violation] = []
     seen: dict[str, int] = {}
@@ -138,7 +142,7 @@ def _check_protected(tree: ast.Module, file: str, protected: Mapping[str, Any]) 
             for name in _names(target):
                 if name in protected and seen.get(name) != getattr(node, "lineno", -1):
                     msg = f"{name} is protected and may not be reassigned"
-                    out.append(Violation("protected-constant", file, node.lineno, msg))
+                    out.append(Violation("protected-constant", file, _line(node), msg))
     return out
 
 
@@ -191,7 +195,7 @@ def _check_protected_stores(tree: ast.Module, file: str, protected: Mapping[str,
             if restated or (ok and literal == protected[attr] and type(literal) is type(protected[attr])):
                 continue
             msg = f"{attr} is protected and may not be changed through another object"
-            out.append(Violation("protected-constant", file, node.lineno, msg))
+            out.append(Violation("protected-constant", file, _line(node), msg))
     return out
 
 
@@ -207,7 +211,7 @@ def _check_imports(tree: ast.Module, file: str, allowed: frozenset[str]) -> list
             top = module.split(".")[0]
             if module not in allowed and top not in allowed:
                 msg = f"import of {module!r} is not allowed (allowed: {', '.join(sorted(allowed))})"
-                out.append(Violation("import", file, node.lineno, msg))
+                out.append(Violation("import", file, _line(node), msg))
     return out
 
 

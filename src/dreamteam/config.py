@@ -92,11 +92,10 @@ def load_run_config(path: Path | None, overrides: Mapping[str, object]) -> RunCo
         )
     for key in _TUPLES & set(values):
         value = values[key]
-        values[key] = (
-            tuple(v.strip() for v in value.split(",") if v.strip())
-            if isinstance(value, str)
-            else tuple(value)
-        )  # type: ignore[union-attr]
+        if isinstance(value, str):
+            values[key] = tuple(v.strip() for v in value.split(",") if v.strip())
+        elif isinstance(value, list | tuple):
+            values[key] = tuple(value)
     try:
         config = RunConfig(**values)  # type: ignore[arg-type]
     except TypeError as exc:

@@ -104,7 +104,8 @@ def build_windows(val: np.ndarray, context: int, vocab: int, rng: random.Random)
         targets.append(tail)
     real = len(inputs)
     blank = np.full(context, -1, dtype=np.int64)
-    repeats, probe_rows, causal, decoys = [], [], [], []
+    probe_rows: list[np.ndarray] = []
+    repeats, causal, decoys = [], [], []
     for _ in range(N_REPEAT_PROBES):
         src = rng.randrange(real)
         repeats.append((src, len(inputs)))

@@ -97,7 +97,7 @@ def _train(config: dict[str, Any]) -> int:
     torch.set_num_threads(max(int(config["threads"]), 1))
     layers = _confine(config)
     budget = int(config["iters"])
-    state = {"steps": 0, "max_batch": [0, 0]}
+    state: dict[str, Any] = {"steps": 0, "max_batch": [0, 0]}
 
     def on_step(optimizer: Any, args: Any, kwargs: Any) -> None:
         state["steps"] += 1

@@ -18,7 +18,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dreamteam.agents import Agent, AgentRequest, AgentTeam
 from dreamteam.config import RunConfig
@@ -235,58 +235,48 @@ class Search:
             techniques=persona.technique_keys,
             seed=self.config.seed * 1000 + generation,
         )
-        base = dict(
+        # the record as it stands if the agent fails: the parent's files, marked invalid
+        record = CandidateRecord(
             id=cid,
             generation=generation,
             persona=persona.slug,
             mode=str(persona.mode),
             parent=parent.id,
+            kind="repair" if repair_of is not None else "proposal",
+            code_hash="",
+            files=parent.files,
+            status=str(Status.INVALID),
         )
-        kind = "repair" if repair_of is not None else "proposal"
         try:
             response = agent.propose(request)
         except AgentError as exc:
-            record = CandidateRecord(
-                **base,
-                kind=kind,
-                code_hash="",
-                files=parent.files,
-                status=str(Status.INVALID),
-                reason=f"agent failed: {exc}",
-            )
+            record = replace(record, reason=f"agent failed: {exc}")
             self.store.add_candidate(record)
             return record
         parsed = parse_edits(response.text, parent.files, self.task.aliases)
         applied = apply_edits(parent.files, parsed)
         files = dict(applied.files)
-        status, reason = "", ""
-        if not applied.ok:
-            status, reason = str(Status.INVALID), applied.reason() or "the answer changed no file"
-        usage = response.usage
-        record = CandidateRecord(
-            **base,
-            kind=kind,
+        record = replace(
+            record,
             code_hash=code_hash(files),
             files=files,
             diff=diff_files(parent.files, files),
             response=response.text,
             model=response.model,
-            tokens_in=usage.input_tokens,
-            tokens_out=usage.output_tokens,
+            tokens_in=response.usage.input_tokens,
+            tokens_out=response.usage.output_tokens,
             latency=response.latency_s,
-            status=status,
-            reason=reason,
+            status="" if applied.ok else str(Status.INVALID),
+            reason="" if applied.ok else applied.reason() or "the answer changed no file",
             summary=_summary_line(response.text),
         )
-        twin = self.store.by_hash(record.code_hash) if not status else None
+        twin = self.store.by_hash(record.code_hash) if applied.ok else None
         if twin is not None:
-            record = CandidateRecord(
-                **{
-                    **record.__dict__,
-                    "kind": "duplicate",
-                    "status": twin.status or str(Status.INVALID),
-                    "reason": f"same code as {twin.id}: not retrained",
-                }
+            record = replace(
+                record,
+                kind="duplicate",
+                status=twin.status or str(Status.INVALID),
+                reason=f"same code as {twin.id}: not retrained",
             )
         self.store.add_candidate(record)
         self.on_event(Event("proposed", cid, persona.slug, record.status or "valid"))
@@ -471,9 +461,13 @@ def _repair_note(failed: CandidateRecord, log: str) -> str:
 
 
 def _summary_line(text: str) -> str:
-    """The first prose line of an answer: what the agent says it changed."""
-    for line in text.splitlines():
+    """What the agent says it changed: its bullet points before the code, else its first line."""
+    prose = text.split("```", 1)[0].splitlines()
+    bullets = [line.strip()[2:].split(". Why:")[0] for line in prose if line.strip().startswith("- ")]
+    if bullets:
+        return "; ".join(bullets)[:240]
+    for line in prose:
         line = line.strip().lstrip("#*- ").strip()
-        if line and not line.startswith("```"):
-            return line[:200]
+        if line:
+            return line[:240]
     return ""

@@ -1,8 +1,9 @@
 """Selection under noise: estimates from seeds, intervals, and who may replace the parent.
 
 Pure functions. A candidate is better only when its improvement exceeds the 95 % interval of
-the difference, with the seed-to-seed spread taken from the larger of the candidate's own
-and the baseline's (measured once per run and fidelity), so two lucky seeds are not enough.
+the difference, with the seed-to-seed spread taken as the largest of the candidate's, the
+parent's and the baseline's (measured once per run and fidelity), so two lucky seeds are not
+enough.
 """
 
 from __future__ import annotations
@@ -44,9 +45,8 @@ def estimate(values: Sequence[float]) -> Estimate | None:
 
 def compare(candidate: Estimate, parent: Estimate, noise_sd: float) -> Comparison:
     """Is the candidate better than the parent beyond the noise?"""
-    sd = max(
-        noise_sd, candidate.sd if candidate.n >= 3 else 0.0, parent.sd if parent.n >= 3 else 0.0
-    )
+    # the largest spread seen: a change can make training less stable than the baseline is
+    sd = max(noise_sd, candidate.sd, parent.sd)
     ci = Z95 * sd * math.sqrt(1 / candidate.n + 1 / parent.n)
     delta = candidate.mean - parent.mean
     return Comparison(delta=delta, ci95=ci, better=delta < -ci)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ SELF_REPORT_GAP = 0.5  # nats: a self-reported loss this far below the harness's
 class TrialBudget:
     """Time and memory granted to one trial (training is scaled by its iterations)."""
 
-    seconds_per_iter: float = 0.5  # ~8x the baseline's step on a 2-core CPU
+    seconds_per_iter: float = 1.0  # ~15x the baseline's step on a 2-core CPU: room for slow ideas
     base_seconds: float = 90.0  # interpreter + torch start-up, data, checkpoint
     eval_seconds: float = 300.0
     memory_bytes: int = 3 << 30
@@ -69,10 +69,6 @@ class TrialResult:
         return self.status is Status.OK
 
 
-def _invalid(reason: str, seed: int, fidelity: str, iters: int, **extra) -> TrialResult:
-    return TrialResult(Status.INVALID, reason, seed, fidelity, iters, **extra)
-
-
 def run_trial(
     task: Task,
     files: Mapping[str, str],
@@ -95,7 +91,7 @@ def run_trial(
     iters = task.iterations(fidelity) if iters is None else iters
     report = check_candidate(files, task)
     if not report.ok:
-        return _invalid(report.reason(), seed, fidelity, iters)
+        return TrialResult(Status.INVALID, report.reason(), seed, fidelity, iters)
     train_dir = work_dir / "train"
     if train_dir.exists():
         shutil.rmtree(train_dir)
@@ -114,70 +110,50 @@ def run_trial(
     limits = budget.train_limits(iters)
     proc = run_sandboxed("train", config, train_dir, limits, isolation, on_output=on_output)
     out = proc.report
-    common = dict(
+    # what every outcome from here on carries: the training log and the child's counters
+    trained = TrialResult(
+        Status.INVALID, "", seed, fidelity, iters,
         log=proc.log,
         layers=proc.layers,
         steps=int(out.get("steps", 0)),
         train_seconds=float(out.get("train_seconds", proc.wall_seconds)),
     )
     if out.get("budget_exceeded"):
-        return _invalid(out["error"], seed, fidelity, iters, **common)
+        return replace(trained, reason=str(out["error"]))
     if proc.timed_out or proc.returncode != 0 or "returned" not in out:
         status, reason = process_failure(proc, out.get("error", ""))
-        return TrialResult(Status(status), reason, seed, fidelity, iters, **common)
+        return replace(trained, status=Status(status), reason=reason)
     problem = _contract_problem(task, out)
     if problem:
-        return _invalid(problem, seed, fidelity, iters, **common)
+        return replace(trained, reason=problem)
     ckpt = train_dir / task.contract.checkpoint
     if not ckpt.is_file():
-        return _invalid(
-            f"{task.contract.entry_point}() wrote no {task.contract.checkpoint}",
-            seed,
-            fidelity,
-            iters,
-            **common,
-        )
-    val = np.fromfile(data.val, dtype=np.uint16)
+        contract = task.contract
+        return replace(trained, reason=f"{contract.entry_point}() wrote no {contract.checkpoint}")
     outcome = evaluate_checkpoint(
-        task,
-        dict(files),
-        ckpt,
-        val,
-        data.val_bytes(),
-        work_dir / "eval",
-        budget.eval_limits(),
-        isolation,
+        task, dict(files), ckpt, np.fromfile(data.val, dtype=np.uint16), data.val_bytes(),
+        work_dir / "eval", budget.eval_limits(), isolation,
     )
     self_loss = _first_number(out.get("returned"))
     if outcome.score is None:
-        log = proc.log + ("\n--- evaluation ---\n" + outcome.process.log if outcome.process else "")
-        return TrialResult(
-            Status(outcome.status),
-            outcome.reason,
-            seed,
-            fidelity,
-            iters,
-            self_loss=self_loss,
-            **{**common, "log": log},
+        eval_log = outcome.process.log if outcome.process else ""
+        return replace(
+            trained, status=Status(outcome.status), reason=outcome.reason, self_loss=self_loss,
+            log=proc.log + "\n--- evaluation ---\n" + eval_log,
         )
     score = outcome.score
     if keep_checkpoint is not None:
         keep_checkpoint.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ckpt, keep_checkpoint)
-    gap = self_loss is not None and self_loss < score.val_loss - SELF_REPORT_GAP
-    return TrialResult(
-        Status.OK,
-        "",
-        seed,
-        fidelity,
-        iters,
+    return replace(
+        trained,
+        status=Status.OK,
         val_loss=score.val_loss,
         bpb=score.bpb,
         self_loss=self_loss,
-        self_loss_gap=gap,
+        self_loss_gap=self_loss is not None and self_loss < score.val_loss - SELF_REPORT_GAP,
         eval_seconds=score.eval_seconds,
         n_params=score.n_params,
-        **common,
     )
 
 

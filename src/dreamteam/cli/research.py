@@ -16,7 +16,7 @@ from dreamteam.agents import Credentials, build_team, parse_model_map
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.cli.context import console, settings
 from dreamteam.cli.evaluate import task_data
-from dreamteam.config import RunConfig, load_run_config
+from dreamteam.config import config_from_dict, load_run_config
 from dreamteam.data import load_tokenizer
 from dreamteam.device import cpu_threads, select_device
 from dreamteam.edits import diff_files
@@ -81,12 +81,7 @@ def run(
     s = settings()
     if resume is not None:
         store = RunStore.open_existing(resume)
-        cfg = RunConfig(
-            **{
-                k: tuple(v) if isinstance(v, list) else v
-                for k, v in store.run_info()["config"].items()
-            }
-        )
+        cfg = config_from_dict(store.run_info()["config"])
         target = resume
         console.print(f"resuming {resume}")
     else:
@@ -126,7 +121,7 @@ def run(
     )
     isolation = probe_isolation()
     store.create_run(target.name, t.name, dataclasses.asdict(cfg), list(isolation.layers()))
-    executor = LocalExecutor(
+    trials = LocalExecutor(
         t,
         task_data(t),
         isolation,
@@ -135,7 +130,7 @@ def run(
         workers=cfg.workers,
         device=select_device(cfg.device),
     )
-    search = Search(cfg, t, library, team, store, executor, on_event=_show_event)
+    search = Search(cfg, t, library, team, store, trials, on_event=_show_event)
     console.print(f"run {target}")
     console.print(
         f"team: {', '.join(p.slug for p in search.team)}; model: {cfg.model}; "
