@@ -37,18 +37,35 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="4 personas, smoke fidelities")
     args = parser.parse_args()
-    team_size, screen, confirm = (4, "smoke", "smoke") if args.quick else (args.team, "low", "medium")
-    config = RunConfig(team_size=team_size, generations=1, screen_fidelity=screen, fidelity=confirm,
-                       seeds=2, max_promoted=3, promote_fraction=1.0, workers=args.workers)
+    team_size, screen, confirm = (
+        (4, "smoke", "smoke") if args.quick else (args.team, "low", "medium")
+    )
+    config = RunConfig(
+        team_size=team_size,
+        generations=1,
+        screen_fidelity=screen,
+        fidelity=confirm,
+        seeds=2,
+        max_promoted=3,
+        promote_fraction=1.0,
+        workers=args.workers,
+    )
     task = load_task("shakespeare")
     data = resolve_data(mirror=os.environ.get("DREAMTEAM_DATA_MIRROR", "../shared/data"))
-    team = build_team(parse_model_map("offline"), Credentials.from_env({}),
-                      offline=lambda: OfflineAgent(seed=0))
+    team = build_team(
+        parse_model_map("offline"), Credentials.from_env({}), offline=lambda: OfflineAgent(seed=0)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(Path(tmp) / "run")
         store.create_run("bench", task.name, {}, [])
-        executor = LocalExecutor(task, data, probe_isolation(), TrialBudget(threads=cpu_threads(args.workers)),
-                                 Path(tmp) / "work", workers=args.workers)
+        executor = LocalExecutor(
+            task,
+            data,
+            probe_isolation(),
+            TrialBudget(threads=cpu_threads(args.workers)),
+            Path(tmp) / "work",
+            workers=args.workers,
+        )
         start = time.perf_counter()
         summary = Search(config, task, load_library(), team, store, executor).run()
         wall = time.perf_counter() - start

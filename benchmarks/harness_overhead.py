@@ -49,19 +49,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(rounds):
             t0 = time.perf_counter()
-            r = run_trial(task, files, data, "smoke", 1337, Path(tmp) / f"o{i}", budget, isolation, iters=1)
+            r = run_trial(
+                task, files, data, "smoke", 1337, Path(tmp) / f"o{i}", budget, isolation, iters=1
+            )
             total = time.perf_counter() - t0
             assert r.ok, r.reason
             spawn.append(total - r.eval_seconds - r.train_seconds)
             evals.append(r.eval_seconds)
             totals.append(total - r.train_seconds)
         low_iters = 100 if args.quick else task.iterations("low")
-        r = run_trial(task, files, data, "low", 1337, Path(tmp) / "low", budget, isolation, iters=low_iters)
+        r = run_trial(
+            task, files, data, "low", 1337, Path(tmp) / "low", budget, isolation, iters=low_iters
+        )
         assert r.ok, r.reason
     overhead = statistics.median(totals)
     print(f"isolation layers: {', '.join(isolation.layers())}")
     print(f"static checks:                {checks * 1000:.1f} ms")
-    print(f"training process start-up:    {statistics.median(spawn):.2f} s (spawn, confine, imports)")
+    print(
+        f"training process start-up:    {statistics.median(spawn):.2f} s (spawn, confine, imports)"
+    )
     print(f"evaluation (whole split):     {statistics.median(evals):.2f} s")
     print(f"overhead per candidate:       {overhead:.2f} s  runs={[round(t, 2) for t in totals]}")
     print(f"training, {low_iters} steps:        {r.train_seconds:.2f} s")

@@ -60,8 +60,11 @@ def test_the_baseline_passes() -> None:
         ("    batch_size = 16\n", "protected-constant", "batch_size"),
         ("    global n_layer\n", "protected-constant", "n_layer rebound"),
         ("    import train\n    train.batch_size = 16\n", "protected-constant", "batch_size"),
-        ("    import train as module\n    setattr(module, 'n_embd', 64)\n", "forbidden-call",
-         "on the module"),
+        (
+            "    import train as module\n    setattr(module, 'n_embd', 64)\n",
+            "forbidden-call",
+            "on the module",
+        ),
         ("    cfg = GPTConfig()\n    cfg.n_layer = 8\n", "protected-constant", "n_layer"),
         ("    import train\n    del train.max_iters\n", "protected-constant", "max_iters"),
         ("    import train\n    train.__dict__['n_head'] = 8\n", "forbidden-attribute", "__dict__"),
@@ -84,8 +87,9 @@ def test_restating_a_protected_value_passes() -> None:
 
 
 def test_a_models_own_fields_pass() -> None:
-    files = _with("        self.n_layer = config.n_layer + 1\n", "model.py",
-                  "        self.config = config\n")
+    files = _with(
+        "        self.n_layer = config.n_layer + 1\n", "model.py", "        self.config = config\n"
+    )
     assert check_candidate(files, TASK).ok
 
 
@@ -120,11 +124,14 @@ def test_missing_file_and_syntax_error() -> None:
     ("old", "new", "words"),
     [
         ("def train(", "def run(", "no top-level `def train(`"),
-        ("    return best_vloss, elapsed_min\n", "    return best_vloss, elapsed_min, 0\n",
-         "must return 2 values"),
+        (
+            "    return best_vloss, elapsed_min\n",
+            "    return best_vloss, elapsed_min, 0\n",
+            "must return 2 values",
+        ),
         ("    return best_vloss, elapsed_min\n", "    return None\n", "return a tuple"),
         ("    return best_vloss, elapsed_min\n", "    pass\n", "never returns"),
-        ("seed=1337, device=\"cpu\"", "seed=1337", "keyword argument 'device'"),
+        ('seed=1337, device="cpu"', "seed=1337", "keyword argument 'device'"),
     ],
 )
 def test_contract_of_the_entry_point(old: str, new: str, words: str) -> None:
@@ -132,7 +139,9 @@ def test_contract_of_the_entry_point(old: str, new: str, words: str) -> None:
     assert old in files["train.py"]
     files["train.py"] = files["train.py"].replace(old, new)
     report = check_candidate(files, TASK)
-    assert any(v.rule == "contract" and words in v.message for v in report.violations), report.reason()
+    assert any(v.rule == "contract" and words in v.message for v in report.violations), (
+        report.reason()
+    )
 
 
 def test_contract_of_the_model_file() -> None:
@@ -154,13 +163,47 @@ def test_never_raises_on_arbitrary_text(text: str, file: str) -> None:
     assert isinstance(report, CheckReport)
 
 
-_FRAGMENTS = ["x", "=", "(", ")", "[", "]", "'", '"', "f'{", "}", "+", ".", ":", "\n", "    ",
-              "import ", "def ", "batch_size", "setattr", "getattr", "globals()", "os", "val.bin",
-              "return ", ",", "1", "*", "lambda", "global ", "del ", "class ", "@", "\\"]
+_FRAGMENTS = [
+    "x",
+    "=",
+    "(",
+    ")",
+    "[",
+    "]",
+    "'",
+    '"',
+    "f'{",
+    "}",
+    "+",
+    ".",
+    ":",
+    "\n",
+    "    ",
+    "import ",
+    "def ",
+    "batch_size",
+    "setattr",
+    "getattr",
+    "globals()",
+    "os",
+    "val.bin",
+    "return ",
+    ",",
+    "1",
+    "*",
+    "lambda",
+    "global ",
+    "del ",
+    "class ",
+    "@",
+    "\\",
+]
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=60), st.sampled_from(["train.py", "model.py"]))
+@given(
+    st.lists(st.sampled_from(_FRAGMENTS), max_size=60), st.sampled_from(["train.py", "model.py"])
+)
 def test_never_raises_on_python_like_text(parts: list[str], file: str) -> None:
     source = BASELINE[file] + "".join(parts)
     assert isinstance(check_candidate({**BASELINE, file: source}, TASK), CheckReport)
@@ -170,5 +213,3 @@ def test_never_raises_on_deeply_nested_source() -> None:
     deep = "x = " + "(" * 5000 + "1" + ")" * 5000 + "\n"
     report = check_candidate({**BASELINE, "model.py": deep}, TASK)
     assert not report.ok
-
-

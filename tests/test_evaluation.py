@@ -74,8 +74,9 @@ def test_reducer_gives_the_exact_cross_entropy() -> None:
     reducer = _Reducer(targets.numpy(), {0, 2}, np.arange(0, 50, 7))
     reducer.add(0, logits[:2].clone())
     reducer.add(2, logits[2:].clone())
-    want = F.cross_entropy(logits.reshape(-1, 50), targets.reshape(-1), ignore_index=-1,
-                           reduction="sum")
+    want = F.cross_entropy(
+        logits.reshape(-1, 50), targets.reshape(-1), ignore_index=-1, reduction="sum"
+    )
     assert reducer.count == 3 * CONTEXT - 5
     assert reducer.nats == pytest.approx(float(want), rel=1e-6)
     assert reducer.finite
@@ -137,7 +138,9 @@ def _kept(model: Model, rows: np.ndarray, columns: np.ndarray) -> dict[int, torc
 
 def _failures(main: Model, probe: Model) -> list[str]:
     w = _windows(CONTEXT * 40 + 1)
-    return probe_failures(w, _kept(main, w.inputs, w.columns), _kept(probe, w.probe_inputs, w.columns))
+    return probe_failures(
+        w, _kept(main, w.inputs, w.columns), _kept(probe, w.probe_inputs, w.columns)
+    )
 
 
 def test_an_honest_causal_model_passes() -> None:
@@ -167,5 +170,7 @@ def test_a_model_that_depends_on_the_batch_is_caught_by_repeats() -> None:
     for _, other in w.repeats:
         main[other] = main[other] + 0.5  # the same window, other logits in another batch
     failures = probe_failures(w, main, _kept(_causal_model, w.probe_inputs, w.columns))
-    assert failures == [f"consistency: {N_REPEAT_PROBES} of {N_REPEAT_PROBES} windows gave "
-                        "different logits in another batch"]
+    assert failures == [
+        f"consistency: {N_REPEAT_PROBES} of {N_REPEAT_PROBES} windows gave "
+        "different logits in another batch"
+    ]

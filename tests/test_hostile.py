@@ -44,9 +44,13 @@ from hostile.candidates import (
     patch,
 )
 
-pytestmark = pytest.mark.skipif(platform.system() != "Linux", reason="the sandbox's walls are Linux's")
+pytestmark = pytest.mark.skipif(
+    platform.system() != "Linux", reason="the sandbox's walls are Linux's"
+)
 
-MIRROR = Path(os.environ.get("DREAMTEAM_DATA_MIRROR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+MIRROR = Path(
+    os.environ.get("DREAMTEAM_DATA_MIRROR", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 FAST = TrialBudget(base_seconds=20, seconds_per_iter=0.5, eval_seconds=60)
 SHORT = TrialBudget(base_seconds=4, seconds_per_iter=0.05, eval_seconds=20)  # timeouts
 EVAL_WINDOWS = 24  # validation windows for the evaluation-only cases: enough for every probe
@@ -85,8 +89,13 @@ def outside(tmp_path_factory: pytest.TempPathFactory, data: DataPaths) -> Iterat
     root = tmp_path_factory.mktemp("outside")
     (root / "canary.txt").write_text("the candidate must not touch this\n")
     (root / "runs.sqlite").write_bytes(b"SQLite format 3\0" + bytes(4080))
-    files = {"canary": root / "canary.txt", "store": root / "runs.sqlite",
-             "train": data.train, "val": data.val, "text": data.text}
+    files = {
+        "canary": root / "canary.txt",
+        "store": root / "runs.sqlite",
+        "train": data.train,
+        "val": data.val,
+        "text": data.text,
+    }
     yield files
 
 
@@ -107,8 +116,14 @@ def small_data(tmp_path_factory: pytest.TempPathFactory, data: DataPaths) -> Dat
     return DataPaths(root)
 
 
-def _trial(task: Task, files: dict[str, str], data: DataPaths, tmp_path: Path,
-           isolation: Isolation, budget: TrialBudget = FAST) -> TrialResult:
+def _trial(
+    task: Task,
+    files: dict[str, str],
+    data: DataPaths,
+    tmp_path: Path,
+    isolation: Isolation,
+    budget: TrialBudget = FAST,
+) -> TrialResult:
     return run_trial(task, files, data, "smoke", 1337, tmp_path, budget, isolation)
 
 
@@ -116,8 +131,14 @@ def _sandboxed_train(source: str, work: Path, isolation: Isolation, **limits):
     """Run a train.py straight through the sandbox, without the static checks."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "train.py").write_text(source)
-    config = {"entry_file": "train.py", "entry_point": "train", "data_dir": str(work),
-              "iters": 1, "seed": 0, "device": "cpu"}
+    config = {
+        "entry_file": "train.py",
+        "entry_point": "train",
+        "data_dir": str(work),
+        "iters": 1,
+        "seed": 0,
+        "device": "cpu",
+    }
     return run_sandboxed("train", config, work, Limits(**{"wall_seconds": 60, **limits}), isolation)
 
 
@@ -150,13 +171,20 @@ def _baseline_checkpoint(task: Task, path: Path, scale_nan: bool = False) -> Non
     torch.save({"model_args": args, "state_dict": state}, path)
 
 
-def _evaluate(task: Task, files: dict[str, str], data: DataPaths, tmp_path: Path,
-              isolation: Isolation, nan_weights: bool = False):
+def _evaluate(
+    task: Task,
+    files: dict[str, str],
+    data: DataPaths,
+    tmp_path: Path,
+    isolation: Isolation,
+    nan_weights: bool = False,
+):
     _baseline_checkpoint(task, tmp_path / "ckpt.pt", nan_weights)
     val = np.fromfile(data.val, dtype=np.uint16)[: 64 * EVAL_WINDOWS + 1]
     limits = Limits(wall_seconds=90, threads=2)
-    return evaluate_checkpoint(task, files, tmp_path / "ckpt.pt", val, 10_000, tmp_path / "eval",
-                               limits, isolation)
+    return evaluate_checkpoint(
+        task, files, tmp_path / "ckpt.pt", val, 10_000, tmp_path / "eval", limits, isolation
+    )
 
 
 # --- caught by the static checks: no process ---------------------------------------------------
@@ -165,28 +193,58 @@ STATIC_CASES = {
     "fork-bomb": ("    while True:\n        os.fork()\n", "forbidden-attribute", ".fork"),
     "fork-bomb-computed-name": ("    getattr(os, 'fo' + 'rk')()\n", "forbidden-attribute", "fork"),
     "spawn-shell": ("    os.system('sh -c id')\n", "forbidden-attribute", ".system"),
-    "open-socket": ("    import socket\n    socket.create_connection(('127.0.0.1', 80))\n",
-                    "import", "'socket'"),
+    "open-socket": (
+        "    import socket\n    socket.create_connection(('127.0.0.1', 80))\n",
+        "import",
+        "'socket'",
+    ),
     "protected-constant": ("    batch_size = 32\n", "protected-constant", "batch_size"),
     "protected-via-globals": ("    globals()['batch_size'] = 32\n", "forbidden-call", "globals()"),
-    "protected-via-module": ("    import train as me\n    me.batch_size = 32\n",
-                             "protected-constant", "batch_size"),
-    "protected-via-setattr": ("    import train as module\n    setattr(module, 'block_size', 128)\n",
-                              "forbidden-call", "setattr"),
-    "protected-via-sys-modules": ("    import sys\n    sys.modules['train'].n_layer = 8\n",
-                                  "import", "'sys'"),
-    "protected-via-os-sys": ("    os.sys.modules['train'].n_layer = 8\n", "forbidden-attribute",
-                             ".modules"),
-    "protected-via-dict": ("    import train\n    train.__dict__['n_embd'] = 64\n",
-                           "forbidden-attribute", "__dict__"),
-    "read-val-split": ("    np.fromfile(os.path.join(data_dir, '..', 'val.bin'))\n", "file-access",
-                       "validation split"),
-    "read-val-split-pieces": ("    np.fromfile('/work/shared/data/shakespeare/' + 'val' + '.bin')\n",
-                              "file-access", "validation split"),
-    "write-outside": ("    open('/tmp/dreamteam-canary', 'w').write('x')\n", "file-access",
-                      "outside the work directory"),
-    "delete-outside": ("    os.remove(os.path.join(data_dir, 'train.bin'))\n", "forbidden-attribute",
-                       ".remove"),
+    "protected-via-module": (
+        "    import train as me\n    me.batch_size = 32\n",
+        "protected-constant",
+        "batch_size",
+    ),
+    "protected-via-setattr": (
+        "    import train as module\n    setattr(module, 'block_size', 128)\n",
+        "forbidden-call",
+        "setattr",
+    ),
+    "protected-via-sys-modules": (
+        "    import sys\n    sys.modules['train'].n_layer = 8\n",
+        "import",
+        "'sys'",
+    ),
+    "protected-via-os-sys": (
+        "    os.sys.modules['train'].n_layer = 8\n",
+        "forbidden-attribute",
+        ".modules",
+    ),
+    "protected-via-dict": (
+        "    import train\n    train.__dict__['n_embd'] = 64\n",
+        "forbidden-attribute",
+        "__dict__",
+    ),
+    "read-val-split": (
+        "    np.fromfile(os.path.join(data_dir, '..', 'val.bin'))\n",
+        "file-access",
+        "validation split",
+    ),
+    "read-val-split-pieces": (
+        "    np.fromfile('/work/shared/data/shakespeare/' + 'val' + '.bin')\n",
+        "file-access",
+        "validation split",
+    ),
+    "write-outside": (
+        "    open('/tmp/dreamteam-canary', 'w').write('x')\n",
+        "file-access",
+        "outside the work directory",
+    ),
+    "delete-outside": (
+        "    os.remove(os.path.join(data_dir, 'train.bin'))\n",
+        "forbidden-attribute",
+        ".remove",
+    ),
     "os-exit": ("    os._exit(0)\n", "forbidden-attribute", "._exit"),
     "sys-exit": ("    import sys\n    sys.exit(0)\n", "import", "'sys'"),
     "ctypes": ("    import ctypes\n    ctypes.string_at(0)\n", "import", "'ctypes'"),
@@ -194,8 +252,9 @@ STATIC_CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(STATIC_CASES))
-def test_static_checks_reject(name: str, task: Task, data: DataPaths, isolation: Isolation,
-                              tmp_path: Path) -> None:
+def test_static_checks_reject(
+    name: str, task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path
+) -> None:
     code, rule, words = STATIC_CASES[name]
     files = at_train_start(task.baseline_files(), code)
     result = _trial(task, files, data, tmp_path, isolation)
@@ -208,10 +267,14 @@ def test_static_checks_reject(name: str, task: Task, data: DataPaths, isolation:
 # --- the runtime walls, through run_trial --------------------------------------------------------
 
 
-@pytest.mark.parametrize("code", ["while True:\n    pass", "time.sleep(10**6)"],
-                         ids=["loop-forever", "sleep-past-timeout"])
-def test_timeout(code: str, task: Task, data: DataPaths, isolation: Isolation,
-                 tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "code",
+    ["while True:\n    pass", "time.sleep(10**6)"],
+    ids=["loop-forever", "sleep-past-timeout"],
+)
+def test_timeout(
+    code: str, task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path
+) -> None:
     files = at_train_start(task.baseline_files(), code)
     result = _trial(task, files, data, tmp_path, isolation, SHORT)
     assert result.status is Status.TIMEOUT, result.reason
@@ -231,22 +294,43 @@ def test_out_of_memory(task: Task, data: DataPaths, isolation: Isolation, tmp_pa
 @pytest.mark.parametrize(
     ("name", "code", "words"),
     [
-        ("fork-computed-name", "getattr(os, ''.join(reversed('krof')))()", "os.fork is not allowed"),
-        ("shell-computed-name", "getattr(os, 'sys' + 'tem'[::1])('id')", "os.system is not allowed"),
+        (
+            "fork-computed-name",
+            "getattr(os, ''.join(reversed('krof')))()",
+            "os.fork is not allowed",
+        ),
+        (
+            "shell-computed-name",
+            "getattr(os, 'sys' + 'tem'[::1])('id')",
+            "os.system is not allowed",
+        ),
         ("write-outside", "open(os.path.join(CANARY), 'w')", "canary.txt is not allowed"),
-        ("delete-outside", "getattr(os, 'un' + 'link'[::1])(os.path.join(STORE))",
-         "os.remove on"),
-        ("read-mirror-val", "np.fromfile(os.path.join(MIRROR, 'shakespeare', 'nib.lav'[::-1]))",
-         "Permission denied"),
+        ("delete-outside", "getattr(os, 'un' + 'link'[::1])(os.path.join(STORE))", "os.remove on"),
+        (
+            "read-mirror-val",
+            "np.fromfile(os.path.join(MIRROR, 'shakespeare', 'nib.lav'[::-1]))",
+            "Permission denied",
+        ),
         ("exit", "exit(3)", "called sys.exit(3)"),
         ("os-exit", "getattr(os, '_'.join(['', 'exit']))(0)", "exited without reporting a result"),
         ("deep-recursion", "def down(n):\n    return down(n + 1)\ndown(0)", "RecursionError"),
     ],
 )
-def test_runtime_walls(name: str, code: str, words: str, task: Task, data: DataPaths,
-                       outside: dict[str, Path], isolation: Isolation, tmp_path: Path) -> None:
-    for placeholder, path in (("MIRROR", MIRROR), ("CANARY", outside["canary"]),
-                              ("STORE", outside["store"])):
+def test_runtime_walls(
+    name: str,
+    code: str,
+    words: str,
+    task: Task,
+    data: DataPaths,
+    outside: dict[str, Path],
+    isolation: Isolation,
+    tmp_path: Path,
+) -> None:
+    for placeholder, path in (
+        ("MIRROR", MIRROR),
+        ("CANARY", outside["canary"]),
+        ("STORE", outside["store"]),
+    ):
         code = code.replace(placeholder, repr(str(path)))
     files = at_train_start(task.baseline_files(), code)
     result = _trial(task, files, data, tmp_path, isolation)
@@ -254,8 +338,9 @@ def test_runtime_walls(name: str, code: str, words: str, task: Task, data: DataP
     assert words in result.reason, result.reason
 
 
-def test_output_flood_keeps_the_log_bounded(task: Task, data: DataPaths, isolation: Isolation,
-                                            tmp_path: Path) -> None:
+def test_output_flood_keeps_the_log_bounded(
+    task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path
+) -> None:
     code = "for _ in range(400):\n    print('x' * 65536)\nraise RuntimeError('flooded')"
     files = at_train_start(task.baseline_files(), code)
     result = _trial(task, files, data, tmp_path, isolation)
@@ -264,22 +349,30 @@ def test_output_flood_keeps_the_log_bounded(task: Task, data: DataPaths, isolati
     assert "bytes of output dropped" in result.log
 
 
-def test_exceeding_the_iteration_budget(task: Task, data: DataPaths, isolation: Isolation,
-                                        tmp_path: Path) -> None:
+def test_exceeding_the_iteration_budget(
+    task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path
+) -> None:
     # optimizer steps without the cost of a forward pass: the counter sees them all the same
-    files = patch(task.baseline_files(), "train.py", BEFORE_LOOP,
-                  "    for _ in range(iters + 1):\n        optimizer.step()\n" + BEFORE_LOOP)
+    files = patch(
+        task.baseline_files(),
+        "train.py",
+        BEFORE_LOOP,
+        "    for _ in range(iters + 1):\n        optimizer.step()\n" + BEFORE_LOOP,
+    )
     result = _trial(task, files, data, tmp_path, isolation, TrialBudget())
     assert result.status is Status.INVALID, result.reason
     assert "exceeded the budget of 40 optimizer steps" in result.reason
 
 
-def test_protected_constant_changed_at_runtime(task: Task, data: DataPaths, isolation: Isolation,
-                                               tmp_path: Path) -> None:
+def test_protected_constant_changed_at_runtime(
+    task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path
+) -> None:
     # a computed name on a variable the checks allow: only the batch hook sees it
-    code = ("module = inspect.getmodule(get_batch)\n"
-            "setattr(module, ''.join(['batch', '_size']), 12)\n"
-            "iters = 1")
+    code = (
+        "module = inspect.getmodule(get_batch)\n"
+        "setattr(module, ''.join(['batch', '_size']), 12)\n"
+        "iters = 1"
+    )
     files = at_train_start(task.baseline_files(), code)
     files = patch(files, "train.py", "import time\n", "import inspect\nimport time\n")
     result = _trial(task, files, data, tmp_path, isolation, TrialBudget())
@@ -287,8 +380,9 @@ def test_protected_constant_changed_at_runtime(task: Task, data: DataPaths, isol
     assert "12x64" in result.reason and "protected 8x64" in result.reason
 
 
-def test_fake_self_reported_loss(task: Task, small_data: DataPaths, isolation: Isolation,
-                                 tmp_path: Path) -> None:
+def test_fake_self_reported_loss(
+    task: Task, small_data: DataPaths, isolation: Isolation, tmp_path: Path
+) -> None:
     files = patch(task.baseline_files(), "train.py", TRAIN_RETURN, "    return 0.0, elapsed_min\n")
     files = at_train_start(files, "iters = 1")  # its own choice; the harness scores what it gets
     result = _trial(task, files, small_data, tmp_path, isolation, TrialBudget())
@@ -308,15 +402,18 @@ def test_segfault(isolation: Isolation, tmp_path: Path) -> None:
 # --- the evaluator's integrity probes -------------------------------------------------------------
 
 
-def test_non_causal_model(task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path) -> None:
+def test_non_causal_model(
+    task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path
+) -> None:
     files = patch(task.baseline_files(), "model.py", CAUSAL, CAUSAL.replace("True", "False"))
     outcome = _evaluate(task, files, data, tmp_path, isolation)
     assert outcome.status == "cheating"
     assert "causality" in outcome.reason
 
 
-def test_lookup_of_the_evaluation_inputs(task: Task, data: DataPaths, isolation: Isolation,
-                                         tmp_path: Path) -> None:
+def test_lookup_of_the_evaluation_inputs(
+    task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path
+) -> None:
     files = at_eval_forward(task.baseline_files(), LOOKUP_FORWARD)
     files["model.py"] += LOOKUP_TABLE
     outcome = _evaluate(task, files, data, tmp_path, isolation)
@@ -325,8 +422,9 @@ def test_lookup_of_the_evaluation_inputs(task: Task, data: DataPaths, isolation:
 
 
 def test_nan_logits(task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path) -> None:
-    files = at_eval_forward(task.baseline_files(),
-                            "return F.linear(x, self.wte.weight) * float('nan'), None")
+    files = at_eval_forward(
+        task.baseline_files(), "return F.linear(x, self.wte.weight) * float('nan'), None"
+    )
     outcome = _evaluate(task, files, data, tmp_path, isolation)
     assert outcome.status == "nan"
     assert "not finite" in outcome.reason
@@ -368,20 +466,25 @@ class _Listener:
         self.unix.close()
 
 
-def test_ctypes_attacks_are_contained(outside: dict[str, Path], hashes: dict[str, str],
-                                      isolation: Isolation, tmp_path: Path) -> None:
+def test_ctypes_attacks_are_contained(
+    outside: dict[str, Path], hashes: dict[str, str], isolation: Isolation, tmp_path: Path
+) -> None:
     listener = _Listener(outside["canary"].parent)
     marker = outside["canary"].parent / "shell-ran"
     work = tmp_path / "work"
     work.mkdir()
-    (work / "attack.json").write_text(json.dumps({
-        "port": listener.tcp.getsockname()[1],
-        "unix": listener.unix_path,
-        "shell": f"touch {marker} {work / 'shell-ran'}",
-        "write": {name: str(outside[name]) for name in ("canary", "store")},
-        "open-for-writing": {name: str(outside[name]) for name in ("val", "train")},
-        "read": {"mirror-val": str(outside["val"])},
-    }))
+    (work / "attack.json").write_text(
+        json.dumps(
+            {
+                "port": listener.tcp.getsockname()[1],
+                "unix": listener.unix_path,
+                "shell": f"touch {marker} {work / 'shell-ran'}",
+                "write": {name: str(outside[name]) for name in ("canary", "store")},
+                "open-for-writing": {name: str(outside[name]) for name in ("val", "train")},
+                "read": {"mirror-val": str(outside["val"])},
+            }
+        )
+    )
     try:
         result = _sandboxed_train(CTYPES_ATTACKS, work, isolation)
     finally:
@@ -393,10 +496,23 @@ def test_ctypes_attacks_are_contained(outside: dict[str, Path], hashes: dict[str
             outcomes[entry["attack"]] = entry
     assert result.returncode == 0 and "returned" in result.report, result.log[-2000:]
     assert "seccomp" in result.layers
-    expected = {"tcp-connect", "unix-connect", "shell", "fork-bomb", "raw-disk", "reboot",
-                "read-mirror-val"}
-    expected |= {"write-canary", "unlink-canary", "write-store", "unlink-store", "write-val",
-                 "write-train"}
+    expected = {
+        "tcp-connect",
+        "unix-connect",
+        "shell",
+        "fork-bomb",
+        "raw-disk",
+        "reboot",
+        "read-mirror-val",
+    }
+    expected |= {
+        "write-canary",
+        "unlink-canary",
+        "write-store",
+        "unlink-store",
+        "write-val",
+        "write-train",
+    }
     assert set(outcomes) == expected
     escaped = {name: entry for name, entry in outcomes.items() if entry["ret"] >= 0}
     assert not escaped

@@ -35,8 +35,13 @@ def _trials(db: Path) -> dict[tuple[str, str, int], float]:
 
 def test_run_writes_the_tree_and_the_contract_lines(tmp_path: Path, mirror: Path) -> None:
     run_dir = tmp_path / "run"
-    done = subprocess.run([*RUN, *SMALL, "--run-dir", str(run_dir)], env=_env(tmp_path, mirror),
-                          capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [*RUN, *SMALL, "--run-dir", str(run_dir)],
+        env=_env(tmp_path, mirror),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.strip().splitlines()
     assert lines[-2].startswith("best: ") and "baseline=" in lines[-2] and "ci95=" in lines[-2]
@@ -53,9 +58,13 @@ def test_kill_9_then_resume_loses_and_recomputes_nothing(tmp_path: Path, mirror:
     run_dir = tmp_path / "run"
     db = run_dir / "dreamteam.sqlite"
     env = _env(tmp_path, mirror)
-    child = subprocess.Popen([*RUN, *SMALL, "--run-dir", str(run_dir)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    child = subprocess.Popen(
+        [*RUN, *SMALL, "--run-dir", str(run_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 900
     while len(_trials(db)) < 2 and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.5)
@@ -64,8 +73,9 @@ def test_kill_9_then_resume_loses_and_recomputes_nothing(tmp_path: Path, mirror:
     before = _trials(db)
     assert len(before) >= 2, "the run should have finished two trials before the kill"
 
-    done = subprocess.run([*RUN, "--resume", str(run_dir)], env=env, capture_output=True,
-                          text=True, timeout=1800)
+    done = subprocess.run(
+        [*RUN, "--resume", str(run_dir)], env=env, capture_output=True, text=True, timeout=1800
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-2].startswith("best: ")
     after = _trials(db)

@@ -47,10 +47,13 @@ def _leftovers(marker: str) -> list[int]:
     return found
 
 
-def _run(mode: str, work: Path, isolation: Isolation, config: dict | None = None,
-         **limits) -> ProcessResult:
+def _run(
+    mode: str, work: Path, isolation: Isolation, config: dict | None = None, **limits
+) -> ProcessResult:
     work.mkdir(parents=True, exist_ok=True)
-    return run_sandboxed(mode, config or {}, work, Limits(**{"wall_seconds": 30, **limits}), isolation)
+    return run_sandboxed(
+        mode, config or {}, work, Limits(**{"wall_seconds": 30, **limits}), isolation
+    )
 
 
 # --- probing, and degrading where a layer is missing -------------------------------------------------
@@ -85,8 +88,9 @@ def test_probe_when_unshare_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: "/usr/bin/unshare")
     monkeypatch.setattr(sandbox.subprocess, "run", refuse)
     assert probe_isolation().namespaces is False
-    monkeypatch.setattr(sandbox.subprocess, "run",
-                        lambda *a, **k: subprocess.CompletedProcess(a, 1, b"", b"denied"))
+    monkeypatch.setattr(
+        sandbox.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, b"", b"denied")
+    )
     assert probe_isolation().namespaces is False
 
 
@@ -117,7 +121,8 @@ def test_seccomp_program_is_well_formed(machine: str) -> None:
 
 @linux_only
 def test_cgroup_that_cannot_be_created_is_skipped_and_not_recorded(
-        stub: None, isolation: Isolation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    stub: None, isolation: Isolation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     def refuse(limits: Limits):
         raise PermissionError("read-only cgroup mount")
 
@@ -131,8 +136,9 @@ def test_cgroup_that_cannot_be_created_is_skipped_and_not_recorded(
 
 
 @linux_only
-def test_child_cannot_see_the_parents_api_keys(stub: None, isolation: Isolation,
-                                              monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_child_cannot_see_the_parents_api_keys(
+    stub: None, isolation: Isolation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-must-not-leak")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-must-not-leak")
     result = _run("env", tmp_path, isolation)
@@ -143,14 +149,22 @@ def test_child_cannot_see_the_parents_api_keys(stub: None, isolation: Isolation,
 
 
 @linux_only
-def test_real_runner_sees_a_clean_environment(isolation: Isolation, monkeypatch: pytest.MonkeyPatch,
-                                              tmp_path: Path) -> None:
+def test_real_runner_sees_a_clean_environment(
+    isolation: Isolation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-must-not-leak")
     (tmp_path / "train.py").write_text(
         "import os\n\n\ndef train(**kwargs):\n    print(sorted(os.environ))\n"
-        "    print(os.environ.get('OPENAI_API_KEY'))\n    return 0.0, 0.0\n")
-    config = {"entry_file": "train.py", "entry_point": "train", "data_dir": str(tmp_path),
-              "iters": 1, "seed": 0, "device": "cpu"}
+        "    print(os.environ.get('OPENAI_API_KEY'))\n    return 0.0, 0.0\n"
+    )
+    config = {
+        "entry_file": "train.py",
+        "entry_point": "train",
+        "data_dir": str(tmp_path),
+        "iters": 1,
+        "seed": 0,
+        "device": "cpu",
+    }
     result = run_sandboxed("train", config, tmp_path, Limits(wall_seconds=60), isolation)
     assert result.report.get("returned") == [0.0, 0.0], result.log[-2000:]
     assert "OPENAI_API_KEY" not in result.log and "must-not-leak" not in result.log
@@ -162,8 +176,9 @@ def test_real_runner_sees_a_clean_environment(isolation: Isolation, monkeypatch:
 
 @linux_only
 @pytest.mark.parametrize("layer", ["namespaces", "cgroup"])
-def test_timeout_kills_a_setsid_grandchild(layer: str, stub: None, isolation: Isolation,
-                                           tmp_path: Path) -> None:
+def test_timeout_kills_a_setsid_grandchild(
+    layer: str, stub: None, isolation: Isolation, tmp_path: Path
+) -> None:
     if not getattr(isolation, layer):
         pytest.skip(f"no {layer} on this machine")
     only = replace(isolation, namespaces=layer == "namespaces", cgroup=layer == "cgroup")
@@ -179,8 +194,9 @@ def test_timeout_kills_a_setsid_grandchild(layer: str, stub: None, isolation: Is
 
 
 @linux_only
-def test_cgroup_pids_limit_stops_a_fork_bomb(stub: None, isolation: Isolation,
-                                             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cgroup_pids_limit_stops_a_fork_bomb(
+    stub: None, isolation: Isolation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     if not isolation.cgroup:
         pytest.skip("no cgroup v1 pids controller here")
     created: list[sandbox._Cgroup] = []
@@ -201,7 +217,9 @@ def test_cgroup_pids_limit_stops_a_fork_bomb(stub: None, isolation: Isolation,
 
 
 @linux_only
-def test_log_keeps_a_bounded_head_and_tail(stub: None, isolation: Isolation, tmp_path: Path) -> None:
+def test_log_keeps_a_bounded_head_and_tail(
+    stub: None, isolation: Isolation, tmp_path: Path
+) -> None:
     result = _run("flood", tmp_path, isolation, {"megabytes": 8}, max_log_bytes=32 << 10)
     assert result.log_bytes >= 8 << 20
     assert len(result.log) < (32 << 10) + 200
@@ -212,8 +230,9 @@ def test_log_keeps_a_bounded_head_and_tail(stub: None, isolation: Isolation, tmp
 
 
 @linux_only
-def test_first_line_confirms_layers_and_last_line_reports(stub: None, isolation: Isolation,
-                                                          tmp_path: Path) -> None:
+def test_first_line_confirms_layers_and_last_line_reports(
+    stub: None, isolation: Isolation, tmp_path: Path
+) -> None:
     lines = [{"confined": ["landlock-fs", "seccomp"]}, {"steps": 1}, {"returned": [1.0]}]
     result = _run("report", tmp_path, isolation, {"lines": lines})
     assert result.report == {"returned": [1.0]}
@@ -221,7 +240,9 @@ def test_first_line_confirms_layers_and_last_line_reports(stub: None, isolation:
 
 
 @linux_only
-def test_a_late_confirmation_is_not_believed(stub: None, isolation: Isolation, tmp_path: Path) -> None:
+def test_a_late_confirmation_is_not_believed(
+    stub: None, isolation: Isolation, tmp_path: Path
+) -> None:
     lines = [{"steps": 1}, {"confined": ["seccomp"]}, {"returned": [1.0]}]
     result = _run("report", tmp_path, isolation, {"lines": lines})
     assert "seccomp" not in result.layers
@@ -230,7 +251,9 @@ def test_a_late_confirmation_is_not_believed(stub: None, isolation: Isolation, t
 # --- classifying how a process ended --------------------------------------------------------------------
 
 
-def _ended(returncode: int = 1, timed_out: bool = False, oom: bool = False, log: str = "") -> ProcessResult:
+def _ended(
+    returncode: int = 1, timed_out: bool = False, oom: bool = False, log: str = ""
+) -> ProcessResult:
     return ProcessResult(returncode, timed_out, oom, 12.0, log, len(log))
 
 
@@ -249,7 +272,8 @@ def _ended(returncode: int = 1, timed_out: bool = False, oom: bool = False, log:
         (_ended(1, log="MemoryError\n"), "ValueError: bad", "crashed", "ValueError"),
     ],
 )
-def test_process_failure_classification(process: ProcessResult, error: str, status: str,
-                                        words: str) -> None:
+def test_process_failure_classification(
+    process: ProcessResult, error: str, status: str, words: str
+) -> None:
     got_status, reason = process_failure(process, error)
     assert got_status == status and words in reason

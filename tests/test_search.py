@@ -91,9 +91,7 @@ def test_resume_recomputes_nothing_finished(tmp_path: Path) -> None:
 
 
 def test_identical_code_is_not_retrained(tmp_path: Path) -> None:
-    search, _, store = _search(
-        tmp_path, generations=1, personas=("archimedes", "archimedes")
-    )
+    search, _, store = _search(tmp_path, generations=1, personas=("archimedes", "archimedes"))
     search.run()
     kinds = [c.kind for c in store.candidates() if c.generation == 1]
     assert kinds.count("proposal") == 1 and kinds.count("duplicate") == 1
@@ -123,14 +121,19 @@ class _Scripted:
         from dreamteam.agents import AgentResponse
 
         self.prompts.append(request.prompt)
-        return AgentResponse(text=self.answers[min(len(self.prompts), len(self.answers)) - 1],
-                             model="scripted")
+        return AgentResponse(
+            text=self.answers[min(len(self.prompts), len(self.answers)) - 1], model="scripted"
+        )
 
 
 def test_a_failed_answer_gets_a_repair_turn_that_is_stored_as_its_child(tmp_path: Path) -> None:
     task = load_task("shakespeare")
-    fixed = task.baseline_files()["train.py"].replace("learning_rate = 3e-4", "learning_rate = 2e-3")
-    agent = _Scripted(["I would raise the learning rate.", f"```python\ntrain_mps.py\n{fixed}```\n"])
+    fixed = task.baseline_files()["train.py"].replace(
+        "learning_rate = 3e-4", "learning_rate = 2e-3"
+    )
+    agent = _Scripted(
+        ["I would raise the learning rate.", f"```python\ntrain_mps.py\n{fixed}```\n"]
+    )
     team = build_team(parse_model_map("offline"), Credentials.from_env({}), offline=lambda: agent)
     store = RunStore(tmp_path / "run")
     store.create_run("run", "shakespeare", {}, [])

@@ -20,16 +20,59 @@ FORBIDDEN_CALLS = frozenset(
 )
 FORBIDDEN_ATTRS = frozenset(
     {
-        "system", "popen", "fork", "forkpty", "execv", "execve", "execl", "execlp", "execvp",
-        "execvpe", "spawnv", "spawnl", "spawnve", "posix_spawn", "kill", "killpg", "_exit",
-        "remove", "unlink", "rmdir", "removedirs", "rename", "replace", "symlink", "link",
-        "chmod", "chown", "chdir", "chroot", "setuid", "setgid", "putenv", "unsetenv",
-        "hub", "cpp_extension", "load_library", "modules", "__globals__", "__builtins__",
-        "__code__", "__subclasses__", "f_globals", "f_locals", "f_back",
-        "_global_forward_pre_hooks", "_global_forward_hooks", "_global_optimizer_pre_hooks",
-        "_global_optimizer_post_hooks", "settrace", "setprofile",
+        "system",
+        "popen",
+        "fork",
+        "forkpty",
+        "execv",
+        "execve",
+        "execl",
+        "execlp",
+        "execvp",
+        "execvpe",
+        "spawnv",
+        "spawnl",
+        "spawnve",
+        "posix_spawn",
+        "kill",
+        "killpg",
+        "_exit",
+        "remove",
+        "unlink",
+        "rmdir",
+        "removedirs",
+        "rename",
+        "replace",
+        "symlink",
+        "link",
+        "chmod",
+        "chown",
+        "chdir",
+        "chroot",
+        "setuid",
+        "setgid",
+        "putenv",
+        "unsetenv",
+        "hub",
+        "cpp_extension",
+        "load_library",
+        "modules",
+        "__globals__",
+        "__builtins__",
+        "__code__",
+        "__subclasses__",
+        "f_globals",
+        "f_locals",
+        "f_back",
+        "_global_forward_pre_hooks",
+        "_global_forward_hooks",
+        "_global_optimizer_pre_hooks",
+        "_global_optimizer_post_hooks",
+        "settrace",
+        "setprofile",
         # writes module globals behind the checks' back; numpy's door to ctypes
-        "__dict__", "ctypeslib",
+        "__dict__",
+        "ctypeslib",
     }
 )
 # Builtins that take an attribute's name as a string: the name is checked like `.name`.
@@ -84,7 +127,9 @@ def _const_str(node: ast.AST) -> str | None:
         left, right = _const_str(node.left), _const_str(node.right)
         return left + right if left is not None and right is not None else None
     if isinstance(node, ast.JoinedStr):
-        parts = [_const_str(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
+        parts = [
+            _const_str(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values
+        ]
         return "".join(p for p in parts if p is not None) if None not in parts else None
     return None
 
@@ -162,7 +207,9 @@ def _rooted_at_self(node: ast.expr) -> bool:
     return isinstance(node, ast.Name) and node.id == "self"
 
 
-def _check_protected_stores(tree: ast.Module, file: str, protected: Mapping[str, Any]) -> list[Violation]:
+def _check_protected_stores(
+    tree: ast.Module, file: str, protected: Mapping[str, Any]
+) -> list[Violation]:
     """Protected constants changed through a module (`train.batch_size = 16`, setattr).
 
     `self.n_head = config.n_head` is a model's own field, and `cfg.n_layer = n_layer` or the
@@ -174,12 +221,17 @@ def _check_protected_stores(tree: ast.Module, file: str, protected: Mapping[str,
         stores: list[tuple[ast.expr, str, ast.expr | None]] = []
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             value = None if isinstance(node, ast.AugAssign) else node.value
-            stores = [(t.value, t.attr, value) for t in _targets(node)
-                      if isinstance(t, ast.Attribute)]
+            stores = [
+                (t.value, t.attr, value) for t in _targets(node) if isinstance(t, ast.Attribute)
+            ]
         elif isinstance(node, ast.Delete):
             stores = [(t.value, t.attr, None) for t in node.targets if isinstance(t, ast.Attribute)]
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-              and node.func.id in {"setattr", "delattr"} and len(node.args) >= 2):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in {"setattr", "delattr"}
+            and len(node.args) >= 2
+        ):
             name = _const_str(node.args[1])
             value = node.args[2] if node.func.id == "setattr" and len(node.args) > 2 else None
             if name is not None:
@@ -192,7 +244,9 @@ def _check_protected_stores(tree: ast.Module, file: str, protected: Mapping[str,
                 continue
             restated = isinstance(value, ast.Name) and value.id == attr
             ok, literal = _literal(value) if value is not None else (False, None)
-            if restated or (ok and literal == protected[attr] and type(literal) is type(protected[attr])):
+            if restated or (
+                ok and literal == protected[attr] and type(literal) is type(protected[attr])
+            ):
                 continue
             msg = f"{attr} is protected and may not be changed through another object"
             out.append(Violation("protected-constant", file, _line(node), msg))
@@ -271,7 +325,9 @@ def _check_entry(tree: ast.Module, file: str, task: Task) -> list[Violation]:
     returns = [n for n in ast.walk(func) if isinstance(n, ast.Return)]
     # nested functions' returns are theirs, not train()'s
     nested = [n for n in ast.walk(func) if isinstance(n, (ast.FunctionDef, ast.Lambda))]
-    inner = {id(r) for f in nested if f is not func for r in ast.walk(f) if isinstance(r, ast.Return)}
+    inner = {
+        id(r) for f in nested if f is not func for r in ast.walk(f) if isinstance(r, ast.Return)
+    }
     returns = [r for r in returns if id(r) not in inner]
     if c.returns and not returns:
         msg = f"{c.entry_point}() never returns: {_RETURN_HINT}"
@@ -287,8 +343,12 @@ def _check_entry(tree: ast.Module, file: str, task: Task) -> list[Violation]:
 
 def _check_model(tree: ast.Module, file: str, task: Task) -> list[Violation]:
     defined = {s.name for s in tree.body if isinstance(s, ast.ClassDef)}
-    defined |= {n for s in tree.body if isinstance(s, ast.Assign) for t in s.targets for n in _names(t)}
-    defined |= {a.asname or a.name for s in tree.body if isinstance(s, ast.ImportFrom) for a in s.names}
+    defined |= {
+        n for s in tree.body if isinstance(s, ast.Assign) for t in s.targets for n in _names(t)
+    }
+    defined |= {
+        a.asname or a.name for s in tree.body if isinstance(s, ast.ImportFrom) for a in s.names
+    }
     return [
         Violation("contract", file, 1, f"{file} must define {name} (the evaluator builds it)")
         for name in (task.contract.model_class, task.contract.config_class)

@@ -164,8 +164,12 @@ _X32_SYSCALL_BIT = 0x40000000
 _IO_URING = (425, 426, 427)  # io_uring runs socket and exec operations outside seccomp
 # audit arch, syscalls refused with EACCES, clone, clone3
 _SECCOMP_ARCH: dict[str, tuple[int, dict[str, int], int, int]] = {
-    "x86_64": (0xC000003E, {"socket": 41, "execve": 59, "execveat": 322, "fork": 57,
-                            "vfork": 58}, 56, 435),
+    "x86_64": (
+        0xC000003E,
+        {"socket": 41, "execve": 59, "execveat": 322, "fork": 57, "vfork": 58},
+        56,
+        435,
+    ),
     "aarch64": (0xC00000B7, {"socket": 198, "execve": 221, "execveat": 281}, 220, 435),
 }
 
@@ -188,8 +192,12 @@ def _seccomp_program(machine: str) -> list[tuple[int, int, int, int]] | None:
         (_LD_W_ABS, 16, None, None),  # clone's flags (low word of args[0])
         (_JSET_K, _CLONE_THREAD, "allow", "eperm"),  # threads yes, processes no
     ]
-    returns = {"allow": _RET_ALLOW, "eacces": _RET_ERRNO | errno.EACCES,
-               "enosys": _RET_ERRNO | errno.ENOSYS, "eperm": _RET_ERRNO | errno.EPERM}
+    returns = {
+        "allow": _RET_ALLOW,
+        "eacces": _RET_ERRNO | errno.EACCES,
+        "enosys": _RET_ERRNO | errno.ENOSYS,
+        "eperm": _RET_ERRNO | errno.EPERM,
+    }
     at = {label: len(body) + i for i, label in enumerate(returns)}
     program = [
         (code, at[jt] - i - 1 if jt else 0, at[jf] - i - 1 if jf else 0, k)
@@ -246,12 +254,26 @@ _BLOCKED_EVENTS = (
 )
 # Events that change the file system, and which of their arguments are paths.
 _PATH_EVENTS = {
-    "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.truncate": (0,),
-    "os.chmod": (0,), "os.chown": (0,), "os.utime": (0,), "os.chflags": (0,),
-    "os.lchflags": (0,), "os.setxattr": (0,), "os.removexattr": (0,),
-    "os.rename": (0, 1), "os.link": (1,), "os.symlink": (1,),
-    "shutil.copyfile": (1,), "shutil.copymode": (1,), "shutil.copystat": (1,),
-    "shutil.copytree": (1,), "shutil.move": (0, 1), "shutil.rmtree": (0,),
+    "os.remove": (0,),
+    "os.rmdir": (0,),
+    "os.mkdir": (0,),
+    "os.truncate": (0,),
+    "os.chmod": (0,),
+    "os.chown": (0,),
+    "os.utime": (0,),
+    "os.chflags": (0,),
+    "os.lchflags": (0,),
+    "os.setxattr": (0,),
+    "os.removexattr": (0,),
+    "os.rename": (0, 1),
+    "os.link": (1,),
+    "os.symlink": (1,),
+    "shutil.copyfile": (1,),
+    "shutil.copymode": (1,),
+    "shutil.copystat": (1,),
+    "shutil.copytree": (1,),
+    "shutil.move": (0, 1),
+    "shutil.rmtree": (0,),
 }
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 

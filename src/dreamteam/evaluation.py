@@ -128,7 +128,9 @@ def build_windows(val: np.ndarray, context: int, vocab: int, rng: random.Random)
         probe_rows.append(inputs[src].copy())
     order, where = _shuffled(inputs, rng)
     probe_order, probe_where = _shuffled(probe_rows, rng)
-    probed = [inputs[i] for pair in repeats for i in pair] + probe_rows + [inputs[s] for s in sources]
+    probed = (
+        [inputs[i] for pair in repeats for i in pair] + probe_rows + [inputs[s] for s in sources]
+    )
     columns = set(rng.sample(range(vocab), min(PROBE_COLUMNS, vocab)))
     columns |= {int(token) for row in probed for token in row}
     return Windows(
@@ -186,29 +188,43 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.allclose(a, b, atol=PROBE_TOLERANCE, rtol=PROBE_TOLERANCE)
 
 
-def probe_failures(windows: Windows, main: dict[int, torch.Tensor],
-                   probe: dict[int, torch.Tensor]) -> list[str]:
+def probe_failures(
+    windows: Windows, main: dict[int, torch.Tensor], probe: dict[int, torch.Tensor]
+) -> list[str]:
     """What the probes found, from the kept logits of the scoring and the probe pass."""
-    causal = [t for row, other, t in windows.causal
-              if not _close(main[row][: t + 1], probe[other][: t + 1])]
+    causal = [
+        t
+        for row, other, t in windows.causal
+        if not _close(main[row][: t + 1], probe[other][: t + 1])
+    ]
     repeats = [1 for row, other in windows.repeats if not _close(main[row], main[other])]
     decoys = [1 for row, other in windows.decoys if not _close(main[row], probe[other])]
     failures = []
     if causal:
-        failures.append(f"causality: {len(causal)} of {len(windows.causal)} windows changed their "
-                        f"logits at positions <= t when only tokens after t changed (t={causal[0]}"
-                        f"{', ...' if len(causal) > 1 else ''})")
+        failures.append(
+            f"causality: {len(causal)} of {len(windows.causal)} windows changed their "
+            f"logits at positions <= t when only tokens after t changed (t={causal[0]}"
+            f"{', ...' if len(causal) > 1 else ''})"
+        )
     if repeats:
-        failures.append(f"consistency: {len(repeats)} of {len(windows.repeats)} windows gave "
-                        "different logits in another batch")
+        failures.append(
+            f"consistency: {len(repeats)} of {len(windows.repeats)} windows gave "
+            "different logits in another batch"
+        )
     if decoys:
-        failures.append(f"consistency: {len(decoys)} of {len(windows.decoys)} windows gave "
-                        "different logits in another process")
+        failures.append(
+            f"consistency: {len(decoys)} of {len(windows.decoys)} windows gave "
+            "different logits in another process"
+        )
     return failures
 
 
-def _converse(rows: int, slots: torch.Tensor, on_chunk: Callable[[int, torch.Tensor], None],
-              ready: dict[str, Any]) -> Callable[[IO[bytes], IO[bytes]], None]:
+def _converse(
+    rows: int,
+    slots: torch.Tensor,
+    on_chunk: Callable[[int, torch.Tensor], None],
+    ready: dict[str, Any],
+) -> Callable[[IO[bytes], IO[bytes]], None]:
     n_chunks = math.ceil(rows / CHUNK)
     # The child may write to both slots at any time: each chunk is copied out before it is
     # read, so that the loss and the probes see the same numbers.
@@ -237,9 +253,16 @@ def _converse(rows: int, slots: torch.Tensor, on_chunk: Callable[[int, torch.Ten
     return talk
 
 
-def _logits_pass(task: Task, files: dict[str, str], checkpoint: Path, inputs: np.ndarray,
-                 work_dir: Path, limits: Limits, isolation: Isolation,
-                 on_chunk: Callable[[int, torch.Tensor], None]) -> tuple[ProcessResult, dict]:
+def _logits_pass(
+    task: Task,
+    files: dict[str, str],
+    checkpoint: Path,
+    inputs: np.ndarray,
+    work_dir: Path,
+    limits: Limits,
+    isolation: Isolation,
+    on_chunk: Callable[[int, torch.Tensor], None],
+) -> tuple[ProcessResult, dict]:
     """One fresh sandboxed process computing the logits of `inputs`, fed to on_chunk."""
     work_dir.mkdir(parents=True, exist_ok=True)
     for name, source in files.items():
@@ -265,8 +288,9 @@ def _logits_pass(task: Task, files: dict[str, str], checkpoint: Path, inputs: np
     }
     talk = _converse(len(inputs), slots, on_chunk, ready)
     try:
-        process = run_sandboxed("eval", config, work_dir, limits, isolation, converse=talk,
-                                pass_fds=(memfd,))
+        process = run_sandboxed(
+            "eval", config, work_dir, limits, isolation, converse=talk, pass_fds=(memfd,)
+        )
     finally:
         del talk, slots  # release the views before the mapping closes
         buffer.close()
@@ -289,30 +313,51 @@ def evaluate_checkpoint(
     start = time.monotonic()
     windows = build_windows(val, task.context, task.vocab_size, random.SystemRandom())
     # the probe pass first: it is short, and a crash there saves the long pass
-    probe = _Reducer(np.full(windows.probe_inputs.shape, -1), set(range(len(windows.probe_inputs))),
-                     windows.columns)
-    process, ready = _logits_pass(task, files, checkpoint, windows.probe_inputs,
-                                  work_dir / "probe", limits, isolation, probe.add)
+    probe = _Reducer(
+        np.full(windows.probe_inputs.shape, -1),
+        set(range(len(windows.probe_inputs))),
+        windows.columns,
+    )
+    process, ready = _logits_pass(
+        task,
+        files,
+        checkpoint,
+        windows.probe_inputs,
+        work_dir / "probe",
+        limits,
+        isolation,
+        probe.add,
+    )
     wanted = {r for r, _, _ in windows.causal} | {r for r, _ in windows.decoys}
     wanted |= {r for pair in windows.repeats for r in pair}
     main = _Reducer(windows.targets, wanted, windows.columns)
     if ready.get("done"):
-        process, ready = _logits_pass(task, files, checkpoint, windows.inputs,
-                                      work_dir / "score", limits, isolation, main.add)
+        process, ready = _logits_pass(
+            task, files, checkpoint, windows.inputs, work_dir / "score", limits, isolation, main.add
+        )
     if not ready.get("done"):
         status, reason = process_failure(process, ready.get("error", ""))
         return EvalOutcome(None, status, f"evaluation: {reason}", process)
     # not finite before the probes: NaN logits also fail every comparison
     if not main.finite:
-        return EvalOutcome(None, "nan", "the model's logits are not finite on the validation split", process)
+        return EvalOutcome(
+            None, "nan", "the model's logits are not finite on the validation split", process
+        )
     failures = probe_failures(windows, main.kept, probe.kept)
     if failures:
         return EvalOutcome(None, "cheating", "; ".join(failures), process)
-    wrong = {k: v for k, v in task.protected.items()
-             if k in ready.get("model_args", {}) and ready["model_args"][k] != v}
+    wrong = {
+        k: v
+        for k, v in task.protected.items()
+        if k in ready.get("model_args", {}) and ready["model_args"][k] != v
+    }
     if wrong:
-        detail = ", ".join(f"{k}={ready['model_args'][k]!r} (must be {v!r})" for k, v in wrong.items())
-        return EvalOutcome(None, "invalid", f"checkpoint model_args change protected values: {detail}", process)
+        detail = ", ".join(
+            f"{k}={ready['model_args'][k]!r} (must be {v!r})" for k, v in wrong.items()
+        )
+        return EvalOutcome(
+            None, "invalid", f"checkpoint model_args change protected values: {detail}", process
+        )
     loss = main.nats / main.count
     score = Score(
         val_loss=loss,
@@ -344,5 +389,7 @@ def process_failure(process: ProcessResult, error: str) -> tuple[str, str]:
     if process.signal:
         return "crashed", f"killed by signal {process.signal}" + (f": {tail[0]}" if tail else "")
     if process.returncode != 0:
-        return "crashed", f"exited with code {process.returncode}" + (f": {tail[0]}" if tail else "")
+        return "crashed", f"exited with code {process.returncode}" + (
+            f": {tail[0]}" if tail else ""
+        )
     return "crashed", "exited without reporting a result" + (f": {tail[0]}" if tail else "")

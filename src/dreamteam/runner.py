@@ -102,16 +102,25 @@ def _train(config: dict[str, Any]) -> int:
     def on_step(optimizer: Any, args: Any, kwargs: Any) -> None:
         state["steps"] += 1
         if state["steps"] > budget:
-            _report(config, {"error": f"exceeded the budget of {budget} optimizer steps",
-                             "budget_exceeded": True, "steps": state["steps"], "layers": layers})
+            _report(
+                config,
+                {
+                    "error": f"exceeded the budget of {budget} optimizer steps",
+                    "budget_exceeded": True,
+                    "steps": state["steps"],
+                    "layers": layers,
+                },
+            )
             os._exit(BUDGET_EXIT)
 
     def on_forward(module: Any, args: Any) -> None:
         if torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor):
             x = args[0]
             if x.dim() == 2 and not x.is_floating_point():
-                state["max_batch"] = [max(state["max_batch"][0], x.shape[0]),
-                                      max(state["max_batch"][1], x.shape[1])]
+                state["max_batch"] = [
+                    max(state["max_batch"][0], x.shape[0]),
+                    max(state["max_batch"][1], x.shape[1]),
+                ]
 
     from torch.nn.modules.module import register_module_forward_pre_hook
     from torch.optim.optimizer import register_optimizer_step_post_hook
@@ -122,25 +131,41 @@ def _train(config: dict[str, Any]) -> int:
     try:
         module = importlib.import_module(Path(config["entry_file"]).stem)
         fn = getattr(module, config["entry_point"])
-        returned = _call_with_accepted(fn, {
-            "data_dir": config["data_dir"], "out_dir": config["work_dir"], "iters": budget,
-            "seed": int(config["seed"]), "device": config["device"],
-        })
+        returned = _call_with_accepted(
+            fn,
+            {
+                "data_dir": config["data_dir"],
+                "out_dir": config["work_dir"],
+                "iters": budget,
+                "seed": int(config["seed"]),
+                "device": config["device"],
+            },
+        )
     except BaseException as exc:
         traceback.print_exc()
-        _report(config, {"error": _describe(exc), "steps": state["steps"], "layers": layers,
-                         "memory_error": isinstance(exc, MemoryError)})
+        _report(
+            config,
+            {
+                "error": _describe(exc),
+                "steps": state["steps"],
+                "layers": layers,
+                "memory_error": isinstance(exc, MemoryError),
+            },
+        )
         return 1
     values = list(returned) if isinstance(returned, (tuple, list)) else [returned]
     numbers = [float(v) if isinstance(v, (int, float)) or _is_scalar(v) else None for v in values]
-    _report(config, {
-        "returned": [n if n is None or math.isfinite(n) else str(n) for n in numbers],
-        "returned_types": [type(v).__name__ for v in values],
-        "steps": state["steps"],
-        "max_batch": state["max_batch"],
-        "train_seconds": time.monotonic() - start,
-        "layers": layers,
-    })
+    _report(
+        config,
+        {
+            "returned": [n if n is None or math.isfinite(n) else str(n) for n in numbers],
+            "returned_types": [type(v).__name__ for v in values],
+            "steps": state["steps"],
+            "max_batch": state["max_batch"],
+            "train_seconds": time.monotonic() - start,
+            "layers": layers,
+        },
+    )
     return 0
 
 
@@ -189,7 +214,9 @@ def _sample(config: dict[str, Any]) -> int:
         context = int(args.get("block_size", config["context"]))
         with torch.no_grad():
             for _ in range(int(config["max_new_tokens"])):
-                logits = _logits(model, idx[:, -context:])[0, -1, : int(config["vocab_size"])].float()
+                logits = _logits(model, idx[:, -context:])[
+                    0, -1, : int(config["vocab_size"])
+                ].float()
                 logits = logits / max(float(config["temperature"]), 1e-6)
                 if config["top_k"]:
                     kth = torch.topk(logits, min(int(config["top_k"]), logits.numel())).values[-1]
@@ -226,17 +253,25 @@ def _evaluate(config: dict[str, Any]) -> int:
     try:
         model, args = _load_model(config, work_dir)
         n_params = sum(p.numel() for p in model.parameters())
-        _report(config, {"ready": True, "model_args": _plain(args), "n_params": n_params,
-                         "layers": layers})
+        _report(
+            config,
+            {"ready": True, "model_args": _plain(args), "n_params": n_params, "layers": layers},
+        )
         for line in sys.stdin:
             i = int(line)
             x = torch.from_numpy(inputs[i * chunk : (i + 1) * chunk]).long()
             with torch.no_grad():
                 logits = _logits(model, x)
-            if not isinstance(logits, torch.Tensor) or tuple(logits.shape[:2]) != tuple(x.shape) \
-                    or logits.shape[-1] < vocab or logits.dim() != 3:
+            if (
+                not isinstance(logits, torch.Tensor)
+                or tuple(logits.shape[:2]) != tuple(x.shape)
+                or logits.shape[-1] < vocab
+                or logits.dim() != 3
+            ):
                 shape = tuple(getattr(logits, "shape", ()))
-                raise ValueError(f"model(idx) must return logits of shape (B, T, >={vocab}), got {shape}")
+                raise ValueError(
+                    f"model(idx) must return logits of shape (B, T, >={vocab}), got {shape}"
+                )
             out[i % 2, : len(x)] = logits[..., :vocab].float().numpy()
             _report(config, {"chunk": i})
     except BaseException as exc:

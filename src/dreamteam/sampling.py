@@ -25,8 +25,15 @@ class SamplingSettings:
     seed: int = 1337
 
 
-def sample_tokens(task: Task, files: Mapping[str, str], checkpoint: Path, prompt: list[int],
-                  settings: SamplingSettings, isolation: Isolation, threads: int = 1) -> list[int]:
+def sample_tokens(
+    task: Task,
+    files: Mapping[str, str],
+    checkpoint: Path,
+    prompt: list[int],
+    settings: SamplingSettings,
+    isolation: Isolation,
+    threads: int = 1,
+) -> list[int]:
     """Prompt + generated token ids, computed by the candidate's model in a sandboxed child."""
     with tempfile.TemporaryDirectory(prefix="dreamteam-sample-") as tmp:
         work = Path(tmp)
@@ -46,8 +53,9 @@ def sample_tokens(task: Task, files: Mapping[str, str], checkpoint: Path, prompt
             "top_p": settings.top_p,
             "seed": settings.seed,
         }
-        process = run_sandboxed("sample", config, work, Limits(wall_seconds=300, threads=threads),
-                                isolation)
+        process = run_sandboxed(
+            "sample", config, work, Limits(wall_seconds=300, threads=threads), isolation
+        )
     tokens = process.report.get("tokens")
     if not isinstance(tokens, list):
         _, reason = process_failure(process, process.report.get("error", ""))

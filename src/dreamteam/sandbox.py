@@ -224,8 +224,11 @@ class _LogTap(threading.Thread):
     def text(self) -> str:
         skipped = self.total - len(self.head) - len(self.tail)
         middle = f"\n[... {skipped} bytes of output dropped ...]\n" if skipped > 0 else ""
-        return (bytes(self.head).decode("utf-8", "replace") + middle
-                + bytes(self.tail).decode("utf-8", "replace"))
+        return (
+            bytes(self.head).decode("utf-8", "replace")
+            + middle
+            + bytes(self.tail).decode("utf-8", "replace")
+        )
 
 
 Conversation = Callable[[IO[bytes], IO[bytes]], None]
@@ -260,7 +263,8 @@ def run_sandboxed(
         result_fd=write_fd,
         threads=limits.threads,
         limits={
-            "cpu_seconds": limits.cpu_seconds or int(limits.wall_seconds * max(limits.threads, 1)) + 5,
+            "cpu_seconds": limits.cpu_seconds
+            or int(limits.wall_seconds * max(limits.threads, 1)) + 5,
             "memory_bytes": limits.memory_bytes,
             "max_processes": limits.max_processes,
             "max_file_bytes": limits.max_file_bytes,
@@ -289,7 +293,9 @@ def run_sandboxed(
         os.close(write_fd)
         if cgroup:
             cgroup.destroy()
-        raise SandboxError(f"cannot start the sandboxed child ({exc}); check {sys.executable}") from exc
+        raise SandboxError(
+            f"cannot start the sandboxed child ({exc}); check {sys.executable}"
+        ) from exc
     os.close(write_fd)
     assert proc.stdout is not None and proc.stdin is not None
     tap = _LogTap(proc.stdout, limits.max_log_bytes, on_output)

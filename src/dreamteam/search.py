@@ -145,8 +145,13 @@ class Search:
         # the weights of each candidate's first confirmation are kept, for `dreamteam sample`
         keep = fidelity == self.config.fidelity
         jobs = [
-            Job(c.id, dict(c.files), fidelity, seed,
-                self.store.candidate_dir(c) / "ckpt.pt" if keep and seed == seeds[0] else None)
+            Job(
+                c.id,
+                dict(c.files),
+                fidelity,
+                seed,
+                self.store.candidate_dir(c) / "ckpt.pt" if keep and seed == seeds[0] else None,
+            )
             for c in candidates
             for seed in seeds
             if self.store.trial(c.id, fidelity, seed) is None
@@ -327,12 +332,17 @@ class Search:
                 current = c  # the next persona builds on this one
         fresh = self._screen(proposals)
         for _ in range(self.config.repair):
-            broken = [c for c in (self.store.candidate(p.id) for p in proposals) if c and _repairable(c)]
+            broken = [
+                c for c in (self.store.candidate(p.id) for p in proposals) if c and _repairable(c)
+            ]
             if not broken:
                 break
             by_slug = {p.slug: p for p in self.team}
-            repairs = [self._propose(number, by_slug[c.persona], c, 1, steering, repair_of=c)
-                       for c in broken if c.persona in by_slug]
+            repairs = [
+                self._propose(number, by_slug[c.persona], c, 1, steering, repair_of=c)
+                for c in broken
+                if c.persona in by_slug
+            ]
             proposals = repairs
             fresh += self._screen(repairs)
         parent_screen = self.store.trial(parent.id, self.config.screen_fidelity, self.screen_seed)
@@ -355,8 +365,11 @@ class Search:
 
     def _screen(self, proposals: Sequence[CandidateRecord]) -> list[CandidateRecord]:
         """Screen the new, valid candidates at the cheap fidelity; return them."""
-        fresh = [c for c in proposals
-                 if c.kind in ("proposal", "repair") and c.status in ("", str(Status.OK))]
+        fresh = [
+            c
+            for c in proposals
+            if c.kind in ("proposal", "repair") and c.status in ("", str(Status.OK))
+        ]
         self._measure(fresh, self.config.screen_fidelity, [self.screen_seed])
         return fresh
 
@@ -443,27 +456,34 @@ _REPAIRABLE = (str(Status.INVALID), str(Status.CRASHED))
 
 def _repairable(c: CandidateRecord) -> bool:
     """Failed for a reason its author can fix: checks, edits or a crash (not the agent)."""
-    return (c.kind in ("proposal", "repair") and c.status in _REPAIRABLE
-            and not c.reason.startswith("agent failed"))
+    return (
+        c.kind in ("proposal", "repair")
+        and c.status in _REPAIRABLE
+        and not c.reason.startswith("agent failed")
+    )
 
 
 def _repair_note(failed: CandidateRecord, log: str) -> str:
     tail = "\n".join(log.strip().splitlines()[-25:])
-    return "\n".join([
-        "## Your previous attempt failed",
-        "",
-        f"The code above is your last answer. The harness rejected it: {failed.status}: "
-        f"{failed.reason}",
-        *(["", "The end of its log:", "```", tail, "```"] if tail else []),
-        "",
-        "Fix the problem and answer again in the same format, with the whole files.",
-    ])
+    return "\n".join(
+        [
+            "## Your previous attempt failed",
+            "",
+            f"The code above is your last answer. The harness rejected it: {failed.status}: "
+            f"{failed.reason}",
+            *(["", "The end of its log:", "```", tail, "```"] if tail else []),
+            "",
+            "Fix the problem and answer again in the same format, with the whole files.",
+        ]
+    )
 
 
 def _summary_line(text: str) -> str:
     """What the agent says it changed: its bullet points before the code, else its first line."""
     prose = text.split("```", 1)[0].splitlines()
-    bullets = [line.strip()[2:].split(". Why:")[0] for line in prose if line.strip().startswith("- ")]
+    bullets = [
+        line.strip()[2:].split(". Why:")[0] for line in prose if line.strip().startswith("- ")
+    ]
     if bullets:
         return "; ".join(bullets)[:240]
     for line in prose:

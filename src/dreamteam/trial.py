@@ -112,7 +112,11 @@ def run_trial(
     out = proc.report
     # what every outcome from here on carries: the training log and the child's counters
     trained = TrialResult(
-        Status.INVALID, "", seed, fidelity, iters,
+        Status.INVALID,
+        "",
+        seed,
+        fidelity,
+        iters,
         log=proc.log,
         layers=proc.layers,
         steps=int(out.get("steps", 0)),
@@ -131,14 +135,23 @@ def run_trial(
         contract = task.contract
         return replace(trained, reason=f"{contract.entry_point}() wrote no {contract.checkpoint}")
     outcome = evaluate_checkpoint(
-        task, dict(files), ckpt, np.fromfile(data.val, dtype=np.uint16), data.val_bytes(),
-        work_dir / "eval", budget.eval_limits(), isolation,
+        task,
+        dict(files),
+        ckpt,
+        np.fromfile(data.val, dtype=np.uint16),
+        data.val_bytes(),
+        work_dir / "eval",
+        budget.eval_limits(),
+        isolation,
     )
     self_loss = _first_number(out.get("returned"))
     if outcome.score is None:
         eval_log = outcome.process.log if outcome.process else ""
         return replace(
-            trained, status=Status(outcome.status), reason=outcome.reason, self_loss=self_loss,
+            trained,
+            status=Status(outcome.status),
+            reason=outcome.reason,
+            self_loss=self_loss,
             log=proc.log + "\n--- evaluation ---\n" + eval_log,
         )
     score = outcome.score

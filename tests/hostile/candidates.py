@@ -69,7 +69,7 @@ return logits, None
 
 # Escape attempts through ctypes, which steps around the audit hook: the kernel's walls
 # (seccomp, Landlock, namespaces) must hold. Each attempt prints one JSON line.
-CTYPES_ATTACKS = r'''
+CTYPES_ATTACKS = r"""
 import ctypes, json, os, struct
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -110,4 +110,4 @@ def train(data_dir=".", out_dir=".", iters=1, seed=0, device="cpu"):
     outcome("raw-disk", libc.open(b"/dev/vda", os.O_RDONLY))
     outcome("reboot", libc.reboot(0))  # LINUX_REBOOT_CMD_CAD_OFF: harmless should it pass
     return 0.0, 0.0
-'''
+"""

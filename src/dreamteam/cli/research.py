@@ -230,7 +230,9 @@ def _open_candidate(run: str | None, candidate: str) -> tuple[RunStore, Candidat
     store = RunStore.open_existing(resolve_run(run))
     c = store.candidate(candidate)
     if c is None:
-        raise StoreError(f"no candidate {candidate!r} in {store.run_dir.name}: see `dreamteam show`")
+        raise StoreError(
+            f"no candidate {candidate!r} in {store.run_dir.name}: see `dreamteam show`"
+        )
     return store, c
 
 
@@ -322,7 +324,13 @@ def sample(
     s = settings()
     encoding = load_tokenizer(home=s.home, mirror=s.mirror)
     t = load_task(store.run_info()["task"])
-    ids = sample_tokens(t, c.files, ckpt, encoding.encode_ordinary(prompt),
-                        SamplingSettings(tokens, temperature, top_k, top_p, seed),
-                        probe_isolation(), threads=cpu_threads(1))
+    ids = sample_tokens(
+        t,
+        c.files,
+        ckpt,
+        encoding.encode_ordinary(prompt),
+        SamplingSettings(tokens, temperature, top_k, top_p, seed),
+        probe_isolation(),
+        threads=cpu_threads(1),
+    )
     print(encoding.decode(ids))
