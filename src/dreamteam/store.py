@@ -121,6 +121,11 @@ class RunStore:
     def close(self) -> None:
         self._db.close()
 
+    def _rows(self, table: str, column: str, value: object) -> list[sqlite3.Row]:
+        """All rows of a table in the order written, or those whose column equals value."""
+        where, args = (f" WHERE {column} = ?", (value,)) if value is not None else ("", ())
+        return self._db.execute(f"SELECT * FROM {table}{where} ORDER BY created", args).fetchall()
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         try:
@@ -189,13 +194,7 @@ class RunStore:
         return _candidate(row) if row else None
 
     def candidates(self, generation: int | None = None) -> list[CandidateRecord]:
-        if generation is None:
-            rows = self._db.execute("SELECT * FROM candidates ORDER BY created").fetchall()
-        else:
-            rows = self._db.execute(
-                "SELECT * FROM candidates WHERE generation = ? ORDER BY created", (generation,)
-            ).fetchall()
-        return [_candidate(r) for r in rows]
+        return [_candidate(r) for r in self._rows("candidates", "generation", generation)]
 
     def by_hash(self, code_hash: str) -> CandidateRecord | None:
         row = self._db.execute(
@@ -239,13 +238,7 @@ class RunStore:
         return _trial(row) if row else None
 
     def trials(self, candidate_id: str | None = None) -> list[TrialRecord]:
-        if candidate_id is None:
-            rows = self._db.execute("SELECT * FROM trials ORDER BY created").fetchall()
-        else:
-            rows = self._db.execute(
-                "SELECT * FROM trials WHERE candidate = ? ORDER BY created", (candidate_id,)
-            ).fetchall()
-        return [_trial(r) for r in rows]
+        return [_trial(r) for r in self._rows("trials", "candidate", candidate_id)]
 
     def trial_log(self, candidate_id: str) -> str:
         row = self._db.execute(
