@@ -38,19 +38,18 @@ class FusedHeadLoss(torch.autograd.Function):
     def forward(ctx, x, weight, targets, compute_dtype):  # type: ignore[override]
         n = x.shape[0]
         xc, wc = x.to(compute_dtype), weight.to(compute_dtype)
-        # one fused pass from logits to fp32 probabilities; the loss is -log p(target)
-        probs = torch.softmax(xc @ wc.t(), dim=-1, dtype=torch.float32)
-        p_target = probs.gather(1, targets[:, None])
+        # one fused pass from logits to probabilities; the loss is -log p(target)
+        probs = torch.softmax(xc @ wc.t(), dim=-1)
+        p_target = probs.gather(1, targets[:, None]).float()
         loss = -p_target.clamp_min(1e-30).log().mean()
         if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]):
             return loss
-        # d(loss)/d(logits) = (softmax - onehot) / n, written over the probabilities
-        probs.scatter_add_(1, targets[:, None], torch.full_like(p_target, -1.0))
-        grad_logits = torch.empty(probs.shape, dtype=compute_dtype, device=probs.device)
-        torch.mul(probs, 1.0 / n, out=grad_logits)
-        ctx.save_for_backward(
-            (grad_logits @ wc).to(x.dtype), (grad_logits.t() @ xc).to(weight.dtype)
-        )
+        # d(loss)/d(logits) = (softmax - onehot) / n: the probabilities become the gradient in
+        # place, and the 1/n is applied to the two small products, not to the big matrix
+        probs.scatter_add_(1, targets[:, None], torch.full_like(p_target, -1.0).to(probs.dtype))
+        grad_x = (probs @ wc).to(x.dtype).div_(n)
+        grad_w = (probs.t() @ xc).to(weight.dtype).div_(n)
+        ctx.save_for_backward(grad_x, grad_w)
         return loss
 
     @staticmethod
