@@ -15,9 +15,10 @@ from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig
 from dreamteam.executors import Job
 from dreamteam.personas import load_library
-from dreamteam.search import BASELINE_ID, Search, code_hash, pick_team
+from dreamteam.search import BASELINE_ID, Search, code_hash
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
+from dreamteam.team import pick_team
 from dreamteam.trial import TrialResult
 from dreamteam.types import Status
 

@@ -98,3 +98,18 @@ def build_prompt(
     if history_text:
         sections.append(history_text)
     return "\n\n".join(sections)
+
+
+def repair_note(status: str, reason: str, log: str) -> str:
+    """The section that gives a persona another turn at its own failed candidate."""
+    tail = "\n".join(log.strip().splitlines()[-25:])
+    return "\n".join(
+        [
+            "## Your previous attempt failed",
+            "",
+            f"The code above is your last answer. The harness rejected it: {status}: {reason}",
+            *(["", "The end of its log:", "```", tail, "```"] if tail else []),
+            "",
+            "Fix the problem and answer again in the same format, with the whole files.",
+        ]
+    )

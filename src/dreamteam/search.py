@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,11 +25,12 @@ from dreamteam.edits import apply_edits, diff_files, parse_edits
 from dreamteam.errors import AgentError, ConfigError
 from dreamteam.executors import Executor, Job
 from dreamteam.personas import Persona, PersonaLibrary
-from dreamteam.prompting import HistoryItem, build_prompt
+from dreamteam.prompting import HistoryItem, build_prompt, repair_note
 from dreamteam.selection import Comparison, Estimate, compare, estimate, promote
 from dreamteam.store import CandidateRecord, RunStore
 from dreamteam.tasks import Task
-from dreamteam.types import Mode, Status
+from dreamteam.team import pick_team
+from dreamteam.types import Status
 
 BASE_SEED = 1337
 BASELINE_ID = "g0-baseline"
@@ -82,37 +82,6 @@ def code_hash(files: dict[str, str]) -> str:
             text = files[name]
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
     return digest.hexdigest()[:16]
-
-
-def pick_team(library: PersonaLibrary, config: RunConfig) -> list[Persona]:
-    """The run's personas: the ones named, or a representative draw across the modes.
-
-    The seeds' two personas lead a drawn team, then the modes take turns.
-    """
-    if config.personas:
-        return [library.get(slug) for slug in config.personas]
-    modes = [Mode(m) for m in config.modes]
-    rng = random.Random(config.seed)
-    pools = {m: list(library.select(modes=[m])) for m in modes}
-    for pool in pools.values():
-        rng.shuffle(pool)
-    team: list[Persona] = []
-    if Mode.SAVANT in pools:
-        for slug in ("archimedes", "aristotle"):
-            if slug in library and len(team) < config.team_size:
-                team.append(library.get(slug))
-    cycle = [m for m in modes if m is not Mode.SAVANT] + (
-        [Mode.SAVANT] if Mode.SAVANT in modes else []
-    )
-    while len(team) < config.team_size and any(pools.values()):
-        for mode in cycle:
-            pool = [p for p in pools[mode] if p not in team]
-            if pool and len(team) < config.team_size:
-                team.append(pool[0])
-                pools[mode] = pool[1:]
-    if not team:
-        raise ConfigError("the team is empty: name personas with --personas or widen --modes")
-    return team
 
 
 class Search:
@@ -231,7 +200,9 @@ class Search:
         agent: Agent = self.agents.for_mode(persona.mode)
         prompt = build_prompt(persona, self.task, parent.files, self._history(), steering)
         if repair_of is not None:
-            prompt += "\n\n" + _repair_note(repair_of, self.store.trial_log(repair_of.id))
+            prompt += "\n\n" + repair_note(
+                repair_of.status, repair_of.reason, self.store.trial_log(repair_of.id)
+            )
         request = AgentRequest(
             prompt=prompt,
             persona=persona.slug,
@@ -460,21 +431,6 @@ def _repairable(c: CandidateRecord) -> bool:
         c.kind in ("proposal", "repair")
         and c.status in _REPAIRABLE
         and not c.reason.startswith("agent failed")
-    )
-
-
-def _repair_note(failed: CandidateRecord, log: str) -> str:
-    tail = "\n".join(log.strip().splitlines()[-25:])
-    return "\n".join(
-        [
-            "## Your previous attempt failed",
-            "",
-            f"The code above is your last answer. The harness rejected it: {failed.status}: "
-            f"{failed.reason}",
-            *(["", "The end of its log:", "```", tail, "```"] if tail else []),
-            "",
-            "Fix the problem and answer again in the same format, with the whole files.",
-        ]
     )
 
 
