@@ -184,6 +184,7 @@ class Search:
         parent: CandidateRecord,
         index: int,
         steering: str,
+        history: Sequence[HistoryItem],
         repair_of: CandidateRecord | None = None,
     ) -> CandidateRecord:
         """One answer from the persona's agent, turned into a stored candidate.
@@ -198,7 +199,7 @@ class Search:
         if stored is not None:
             return stored
         agent: Agent = self.agents.for_mode(persona.mode)
-        prompt = build_prompt(persona, self.task, parent.files, self._history(), steering)
+        prompt = build_prompt(persona, self.task, parent.files, history, steering)
         if repair_of is not None:
             prompt += "\n\n" + repair_note(
                 repair_of.status, repair_of.reason, self.store.trial_log(repair_of.id)
@@ -295,9 +296,10 @@ class Search:
         proposals = []
         current = parent
         seen: dict[str, int] = {}
+        history = self._history()  # what earlier generations learned, read once
         for persona in self.team:
             seen[persona.slug] = seen.get(persona.slug, 0) + 1
-            c = self._propose(number, persona, current, seen[persona.slug], steering)
+            c = self._propose(number, persona, current, seen[persona.slug], steering, history)
             proposals.append(c)
             if self.config.strategy == "chain" and c.kind == "proposal" and not c.status:
                 current = c  # the next persona builds on this one
@@ -309,8 +311,9 @@ class Search:
             if not broken:
                 break
             by_slug = {p.slug: p for p in self.team}
+            history = self._history()  # now with this generation's screening
             repairs = [
-                self._propose(number, by_slug[c.persona], c, 1, steering, repair_of=c)
+                self._propose(number, by_slug[c.persona], c, 1, steering, history, repair_of=c)
                 for c in broken
                 if c.persona in by_slug
             ]
