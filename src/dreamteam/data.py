@@ -8,6 +8,7 @@ The bins are the first 90 % / last 10 % of input.txt by characters, encoded with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -59,8 +60,7 @@ class DataPaths:
 
     def val_bytes(self) -> int:
         """UTF-8 bytes of the validation text, to turn nats per token into bits per byte."""
-        text = self.text.read_text(encoding="utf-8")
-        return len(text[_split_index(text) :].encode("utf-8"))
+        return _val_bytes(self.text)
 
 
 def sha256_file(path: Path) -> str:
@@ -70,6 +70,13 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@functools.cache
+def _val_bytes(text_file: Path) -> int:
+    # read once per process: every trial of a run needs it
+    text = text_file.read_text(encoding="utf-8")
+    return len(text[_split_index(text) :].encode("utf-8"))
 
 
 def _split_index(text: str) -> int:

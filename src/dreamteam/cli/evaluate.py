@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -65,29 +66,31 @@ def _trials(
     task: Task,
     files: dict[str, str],
     fidelity: str,
-    seeds: int,
+    seeds: Sequence[int],
     iters: int | None,
     device: str,
     show: bool,
 ) -> list[TrialResult]:
+    """One sandboxed trial per seed, each in a scratch folder under DREAMTEAM_HOME."""
     data = task_data(task)
+    where = select_device(device)
     isolation = probe_isolation()
     budget = TrialBudget(threads=cpu_threads(1))
     home = settings().home
     home.mkdir(parents=True, exist_ok=True)
     results = []
-    for i in range(seeds):
-        with tempfile.TemporaryDirectory(dir=home, prefix="eval-") as work:
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(dir=home, prefix="trial-") as work:
             result = run_trial(
                 task,
                 files,
                 data,
                 fidelity,
-                1337 + i,
+                seed,
                 Path(work),
                 budget,
                 isolation,
-                device=select_device(device),
+                device=where,
                 iters=iters,
                 on_output=_print_progress if show else None,
             )
@@ -129,23 +132,7 @@ def train(
     """Train the task's baseline in the sandbox and print the harness's validation loss."""
     t = load_task(task)
     console.print(f"training the {t.name} baseline ({iters or t.iterations(fidelity)} steps)")
-    data = task_data(t)
-    home = settings().home
-    home.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=home, prefix="train-") as work:
-        result = run_trial(
-            t,
-            t.baseline_files(),
-            data,
-            fidelity,
-            seed,
-            Path(work),
-            TrialBudget(threads=cpu_threads(1)),
-            probe_isolation(),
-            device=select_device(device),
-            iters=iters,
-            on_output=_print_progress,
-        )
+    (result,) = _trials(t, t.baseline_files(), fidelity, [seed], iters, device, show=True)
     _summary([result])
     if not result.ok:
         raise typer.Exit(1)
@@ -165,4 +152,4 @@ def evaluate(
             f"{directory} is not a directory: pass a folder holding {', '.join(t.editable)}"
         )
     files = read_task_files(directory, t)
-    _summary(_trials(t, files, fidelity, seeds, None, device, show=False))
+    _summary(_trials(t, files, fidelity, range(1337, 1337 + seeds), None, device, show=False))
