@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dreamteam import pyparse
 from dreamteam.tasks import Task
 
 # Names a candidate may not call or touch, whatever it imports: they reach around the checks.
@@ -269,7 +270,7 @@ def _check_imports(tree: ast.Module, file: str, allowed: frozenset[str]) -> list
     return out
 
 
-def _check_calls(tree: ast.Module, file: str) -> list[Violation]:
+def _check_calls(tree: ast.Module, file: str, hidden: tuple[str, ...]) -> list[Violation]:
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -297,8 +298,9 @@ def _check_calls(tree: ast.Module, file: str) -> list[Violation]:
         # whole strings only: a piece of a joined string is checked with the whole
         if isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr)):
             text = _const_str(node)
-            if text is not None and "val.bin" in text:
-                msg = "the validation split is the harness's, not the candidate's"
+            named = [name for name in hidden if text is not None and name in text]
+            if named:
+                msg = f"{named[0]}: the validation split is the harness's, not the candidate's"
                 out.append(Violation("file-access", file, node.lineno, msg))
     return sorted(set(out), key=out.index)
 
@@ -367,13 +369,13 @@ def check_candidate(files: Mapping[str, str], task: Task) -> CheckReport:
             violations.append(Violation("missing-file", name, 1, f"{name} is missing"))
             continue
         try:
-            trees[name] = ast.parse(source, filename=name)
+            trees[name] = pyparse.parse(source, filename=name)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
             line = getattr(exc, "lineno", None) or 1
             violations.append(Violation("syntax", name, line, str(exc).splitlines()[0]))
     for name, tree in trees.items():
         violations += _check_imports(tree, name, frozenset(allowed))
-        violations += _check_calls(tree, name)
+        violations += _check_calls(tree, name, task.hidden_names())
         violations += _check_protected_stores(tree, name, task.protected)
         if name == task.contract.entry_file:
             violations += _check_protected(tree, name, task.protected)

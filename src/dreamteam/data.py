@@ -4,6 +4,11 @@ Layout of a data directory (the cache, or a mirror such as ../shared/data):
 ``shakespeare/{input.txt,train.bin,val.bin}`` and ``tokenizers/gpt2.tiktoken``.
 The bins are the first 90 % / last 10 % of input.txt by characters, encoded with
 ``encode_ordinary`` and stored as little-endian uint16.
+
+A user task's data (``resolve_task_data``) is a directory holding its ``[data] train`` files,
+which every candidate gets, and its ``eval`` files, which only the harness reads: the task
+directory itself (``source = "files"``), or a cache under DREAMTEAM_HOME that the task's
+harness file fills once (``source = "prepare"``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -19,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamteam.errors import DataError
+from dreamteam.errors import DataError, TaskError
+from dreamteam.tasks import Task
+from dreamteam.tasks.metric import load_metric
 
 SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -38,9 +46,16 @@ _FIX = "run `dreamteam data prepare`"
 
 @dataclass(frozen=True)
 class DataPaths:
-    """Where the prepared files of the built-in data set are."""
+    """Where a task's prepared data is: the built-in set's layout, or a user task's files."""
 
     root: Path
+    train_names: tuple[str, ...] = ()  # a user task: its training files, relative to root
+
+    def candidate_files(self) -> list[tuple[Path, str]]:
+        """(file, name in the candidate's data dir) for each file a candidate trains on."""
+        if self.train_names:
+            return [(self.root / name, name) for name in self.train_names]
+        return [(self.train, "train.bin")]
 
     @property
     def text(self) -> Path:
@@ -182,3 +197,52 @@ def _tokenise(root: Path, encoding) -> None:
         tmp = root / "shakespeare" / f".{name}.tmp"
         ids.tofile(tmp)
         os.replace(tmp, root / "shakespeare" / name)
+
+
+def resolve_task_data(task: Task, home: Path, mirror: Path | None = None) -> DataPaths:
+    """A task's data, ready: the built-in set (mirror or cache), or a user task's files."""
+    if task.data.source == "shakespeare":
+        return resolve_data(mirror=mirror) if mirror else prepare_data(home)
+    if task.data.source == "files":
+        root = task.root
+    else:
+        root = _prepared(task, Path(home) / "data" / "tasks")
+    for name in (*task.data.train, *task.data.eval):
+        if not (root / name).is_file():
+            raise TaskError(
+                f"{task.root / 'task.toml'}: [data] names {name!r}, which is missing from {root}"
+            )
+    return DataPaths(root, task.data.train)
+
+
+def _prepared(task: Task, cache: Path) -> Path:
+    """The directory the task's prepare() filled: made once per task version and home.
+
+    The key is the harness file and the [data] table, so editing either prepares afresh.
+    Without a fixed seed the data is drawn from a secret seed, which is not kept: the
+    evaluation split cannot be rebuilt even by someone who knows the generator.
+    """
+    metric = load_metric(task)
+    assert metric.prepare is not None  # load_metric requires it for source = "prepare"
+    digest = hashlib.sha256(metric.path.read_bytes() + repr(task.data).encode()).hexdigest()
+    final = cache / f"{task.name}-{digest[:16]}"
+    if final.is_dir():
+        return final
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=cache, prefix=f".{task.name}-"))
+    seed = task.data.seed if task.data.seed is not None else secrets.randbits(31)
+    try:
+        metric.prepare(staging, seed)
+    except Exception as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        text = str(exc).strip().splitlines()
+        raise TaskError(
+            f"{metric.path}: prepare() failed: {type(exc).__name__}: {text[0] if text else ''}"
+        ) from exc
+    try:
+        os.rename(staging, final)  # atomic: a concurrent prepare either wins or finds it done
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not final.is_dir():
+            raise
+    return final

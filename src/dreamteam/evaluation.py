@@ -24,8 +24,8 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -61,12 +61,13 @@ class Windows:
 class Score:
     """The harness's measurement of one trained candidate."""
 
-    val_loss: float
-    bpb: float
-    tokens: int
+    val_loss: float  # the task's objective: nats per token for the LM task
+    bpb: float | None  # bits per byte (LM task only)
+    tokens: int  # predictions (LM task) or rows scored
     n_params: int
     eval_seconds: float
     model_args: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)  # every figure of a task's score()
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,32 @@ def _converse(
     return talk
 
 
+def stage_model(work_dir: Path, files: Mapping[str, str], checkpoint: Path) -> None:
+    """A scoring process's directory: the candidate's files and its weights, nothing else."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name, source in files.items():
+        (work_dir / name).write_text(source, encoding="utf-8")
+    shutil.copyfile(checkpoint, work_dir / "ckpt.pt")
+
+
+def model_config(task: Task) -> dict[str, Any]:
+    """What the sandboxed child needs to rebuild the candidate's model from its checkpoint."""
+    return {
+        "model_file": task.contract.model_file,
+        "model_class": task.contract.model_class,
+        "config_class": task.contract.config_class,
+    }
+
+
+def protected_args_problem(task: Task, model_args: Mapping[str, Any]) -> str:
+    """Why the checkpoint's model_args break the task's protected constants, or ''."""
+    wrong = {k: v for k, v in task.protected.items() if k in model_args and model_args[k] != v}
+    if not wrong:
+        return ""
+    detail = ", ".join(f"{k}={model_args[k]!r} (must be {v!r})" for k, v in wrong.items())
+    return f"checkpoint model_args change protected values: {detail}"
+
+
 def _logits_pass(
     task: Task,
     files: dict[str, str],
@@ -264,10 +291,7 @@ def _logits_pass(
     on_chunk: Callable[[int, torch.Tensor], None],
 ) -> tuple[ProcessResult, dict]:
     """One fresh sandboxed process computing the logits of `inputs`, fed to on_chunk."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    for name, source in files.items():
-        (work_dir / name).write_text(source, encoding="utf-8")
-    shutil.copyfile(checkpoint, work_dir / "ckpt.pt")
+    stage_model(work_dir, files, checkpoint)
     np.save(work_dir / "inputs.npy", inputs)
     # logits travel through anonymous shared memory, new for each pass: no disk, no copy
     # through a pipe, and nothing a pass leaves behind for the next one
@@ -279,9 +303,7 @@ def _logits_pass(
     slots = torch.from_numpy(np.frombuffer(buffer, dtype=np.float32).reshape(shape))
     ready: dict[str, Any] = {}
     config = {
-        "model_file": task.contract.model_file,
-        "model_class": task.contract.model_class,
-        "config_class": task.contract.config_class,
+        **model_config(task),
         "vocab_size": task.vocab_size,
         "chunk": CHUNK,
         "logits_fd": memfd,
@@ -346,18 +368,9 @@ def evaluate_checkpoint(
     failures = probe_failures(windows, main.kept, probe.kept)
     if failures:
         return EvalOutcome(None, "cheating", "; ".join(failures), process)
-    wrong = {
-        k: v
-        for k, v in task.protected.items()
-        if k in ready.get("model_args", {}) and ready["model_args"][k] != v
-    }
-    if wrong:
-        detail = ", ".join(
-            f"{k}={ready['model_args'][k]!r} (must be {v!r})" for k, v in wrong.items()
-        )
-        return EvalOutcome(
-            None, "invalid", f"checkpoint model_args change protected values: {detail}", process
-        )
+    problem = protected_args_problem(task, ready.get("model_args", {}))
+    if problem:
+        return EvalOutcome(None, "invalid", problem, process)
     loss = main.nats / main.count
     score = Score(
         val_loss=loss,

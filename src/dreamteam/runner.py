@@ -1,9 +1,10 @@
-"""The sandboxed child: confines itself, then trains a candidate or computes its logits.
+"""The sandboxed child: confines itself, then trains a candidate or computes its outputs.
 
 Started by sandbox.run_sandboxed as ``python -I runner.py MODE CONFIG_JSON``. Everything up to
 the import of candidate code is the harness's; after it, nothing this process says is trusted:
-the harness reads the checkpoint and the logits and computes every score itself. Reports go
-to an inherited pipe (``result_fd``) as JSON lines; the candidate's output goes to the log.
+the harness reads the checkpoint and the logits (or outputs) and computes every score itself.
+Reports go to an inherited pipe (``result_fd``) as JSON lines; the candidate's output goes to
+the log.
 """
 
 from __future__ import annotations
@@ -281,6 +282,55 @@ def _evaluate(config: dict[str, Any]) -> int:
     return 0
 
 
+def _outputs(config: dict[str, Any]) -> int:
+    """A user task's model on its evaluation inputs: one output row per input row, to a file.
+
+    Only the inputs are here; the targets, and the metric that compares them with the
+    outputs, stay with the harness. Rows go through the model in the harness's order and
+    batches, so that the harness can check each row's output depends on that row alone.
+    """
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(max(int(config["threads"]), 1))
+    work_dir = Path(config["work_dir"])
+    inputs = np.load(work_dir / "inputs.npy", allow_pickle=False)
+    layers = _confine(config)
+    batch = int(config["batch"])
+    try:
+        model, args = _load_model(config, work_dir)
+        n_params = sum(p.numel() for p in model.parameters())
+        outputs: Any = None
+        for start in range(0, len(inputs), batch):
+            x = torch.from_numpy(inputs[start : start + batch])
+            with torch.no_grad():
+                out = _logits(model, x)
+            if not isinstance(out, torch.Tensor) or out.dim() < 1 or out.shape[0] != len(x):
+                shape = tuple(getattr(out, "shape", ()))
+                raise ValueError(
+                    f"model(x) must return a tensor with one row per input row, got {shape} "
+                    f"for {len(x)} rows"
+                )
+            rows = out.detach().float().cpu().numpy()
+            if outputs is None:
+                outputs = np.empty((len(inputs), *rows.shape[1:]), dtype=np.float32)
+            elif rows.shape[1:] != outputs.shape[1:]:
+                raise ValueError(
+                    f"model(x) returned rows of shape {rows.shape[1:]} after {outputs.shape[1:]}"
+                )
+            outputs[start : start + len(x)] = rows
+        np.save(work_dir / "outputs.npy", outputs)
+    except BaseException as exc:
+        traceback.print_exc()
+        _report(config, {"error": _describe(exc), "memory_error": isinstance(exc, MemoryError)})
+        return 1
+    _report(
+        config,
+        {"done": True, "model_args": _plain(args), "n_params": n_params, "layers": layers},
+    )
+    return 0
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
@@ -292,10 +342,11 @@ def _plain(value: Any) -> Any:
 
 
 def main() -> int:
-    """Entry point of the child: ``runner.py train|eval|sample CONFIG_JSON``."""
+    """Entry point of the child: ``runner.py train|eval|outputs|sample CONFIG_JSON``."""
     mode, config = sys.argv[1], json.loads(sys.argv[2])
     os.chdir(config["work_dir"])
-    return {"train": _train, "eval": _evaluate, "sample": _sample}[mode](config)
+    modes = {"train": _train, "eval": _evaluate, "outputs": _outputs, "sample": _sample}
+    return modes[mode](config)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,30 @@
 """One candidate's path through the harness, for one seed at one fidelity.
 
 files ─► static checks ─► sandboxed training ─► run-contract checks
-      ─► sandboxed logits + harness-owned score ─► TrialResult (exactly one Status)
+      ─► sandboxed logits (or outputs) + harness-owned score ─► TrialResult (one Status)
+
+The LM task is scored by evaluation.py, a task with a harness file by evaluation_rows.py.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from dreamteam.checks import check_candidate
 from dreamteam.data import DataPaths
-from dreamteam.evaluation import evaluate_checkpoint, process_failure
+from dreamteam.evaluation import EvalOutcome, evaluate_checkpoint, process_failure
+from dreamteam.evaluation_rows import evaluate_rows
 from dreamteam.sandbox import Isolation, Limits, run_sandboxed
 from dreamteam.tasks import Task
+from dreamteam.tasks.metric import load_metric
 from dreamteam.types import Status
 
 SELF_REPORT_GAP = 0.5  # nats: a self-reported loss this far below the harness's is flagged
@@ -63,6 +69,7 @@ class TrialResult:
     n_params: int = 0
     log: str = ""
     layers: tuple[str, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)  # a harness-file task's figures
 
     @property
     def ok(self) -> bool:
@@ -82,15 +89,18 @@ def run_trial(
     on_output: Callable[[str], None] | None = None,
     iters: int | None = None,
     keep_checkpoint: Path | None = None,
+    checked: bool = False,
 ) -> TrialResult:
     """Check, train and score one candidate; every failure becomes a Status, never an exception.
 
     `iters` overrides the fidelity's optimizer steps (e.g. `dreamteam train --iters N`);
-    `keep_checkpoint` is where to copy the trained weights when the trial is ok.
+    `keep_checkpoint` is where to copy the trained weights when the trial is ok. `checked`:
+    the caller already passed the files through `check_candidate` (the local executor does,
+    on its caller's thread: CPython's `ast.parse` is not safe in two threads at once).
     """
     iters = task.iterations(fidelity) if iters is None else iters
-    report = check_candidate(files, task)
-    if not report.ok:
+    report = None if checked else check_candidate(files, task)
+    if report is not None and not report.ok:
         return TrialResult(Status.INVALID, report.reason(), seed, fidelity, iters)
     train_dir = work_dir / "train"
     if train_dir.exists():
@@ -98,7 +108,9 @@ def run_trial(
     (train_dir / "data").mkdir(parents=True)
     for name, source in files.items():
         (train_dir / name).write_text(source, encoding="utf-8")
-    shutil.copyfile(data.train, train_dir / "data" / "train.bin")
+    for path, name in data.candidate_files():
+        (train_dir / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, train_dir / "data" / name)
     config = {
         "entry_file": task.contract.entry_file,
         "entry_point": task.contract.entry_point,
@@ -131,19 +143,10 @@ def run_trial(
     if problem:
         return replace(trained, reason=problem)
     ckpt = train_dir / task.contract.checkpoint
-    if not ckpt.is_file():
-        contract = task.contract
-        return replace(trained, reason=f"{contract.entry_point}() wrote no {contract.checkpoint}")
-    outcome = evaluate_checkpoint(
-        task,
-        dict(files),
-        ckpt,
-        np.fromfile(data.val, dtype=np.uint16),
-        data.val_bytes(),
-        work_dir / "eval",
-        budget.eval_limits(),
-        isolation,
-    )
+    problem = _checkpoint_problem(task, ckpt)
+    if problem:
+        return replace(trained, reason=problem)
+    outcome = _evaluate(task, dict(files), ckpt, data, work_dir / "eval", budget, isolation)
     self_loss = _first_number(out.get("returned"))
     if outcome.score is None:
         eval_log = outcome.process.log if outcome.process else ""
@@ -167,7 +170,44 @@ def run_trial(
         self_loss_gap=self_loss is not None and self_loss < score.val_loss - SELF_REPORT_GAP,
         eval_seconds=score.eval_seconds,
         n_params=score.n_params,
+        metrics=dict(score.metrics),
     )
+
+
+def _evaluate(
+    task: Task,
+    files: dict[str, str],
+    ckpt: Path,
+    data: DataPaths,
+    work_dir: Path,
+    budget: TrialBudget,
+    isolation: Isolation,
+) -> EvalOutcome:
+    """The task's harness-owned score of a trained checkpoint."""
+    limits = budget.eval_limits()
+    if task.is_lm:
+        val = np.fromfile(data.val, dtype=np.uint16)
+        return evaluate_checkpoint(
+            task, files, ckpt, val, data.val_bytes(), work_dir, limits, isolation
+        )
+    metric = load_metric(task)
+    return evaluate_rows(task, metric, files, ckpt, data.root, work_dir, limits, isolation)
+
+
+def _checkpoint_problem(task: Task, ckpt: Path) -> str:
+    """Why the checkpoint cannot be scored, or ''.
+
+    It must be a plain file: a link to a file outside the work dir (the harness's own data,
+    say) would be copied into the scoring process, where the candidate's code could read it.
+    """
+    contract = task.contract
+    try:
+        info = os.lstat(ckpt)
+    except OSError:
+        return f"{contract.entry_point}() wrote no {contract.checkpoint}"
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        return f"{contract.checkpoint} must be a plain file written by training, not a link"
+    return ""
 
 
 def _first_number(values: object) -> float | None:

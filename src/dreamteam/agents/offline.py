@@ -1,8 +1,11 @@
 """The offline agent: proposes real, well-known improvements without a model or a network.
 
-It draws one or more techniques from the catalogue (``techniques.py``), weighting those that
-match the persona's technique keys, applies them to the candidate's current files as code
-edits, and answers in the seeds' format: a short preamble, then one fenced block per file.
+It draws one or more techniques from the catalogue (``techniques.py``) and the task-independent
+hyperparameter tuner (``techniques_generic.py``), weighting those that match the persona's
+technique keys, applies them to the candidate's current files as code edits, and answers in
+the seeds' format: a short preamble, then one fenced block per file. On a task that is not
+the built-in language model, the catalogue's transformer techniques find nothing to edit and
+the tuner (with any generic training technique that fits) does the work.
 Its draws depend only on its seed, the request's seed, the persona and the files, so the same
 request always gets the same answer: it doubles as the test fake for the search loop.
 """
@@ -17,10 +20,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from dreamteam.agents.base import AgentRequest, AgentResponse, FinishReason, Usage
 from dreamteam.agents.techniques import CATALOGUE, MODEL, TRAIN, Change, Technique
+from dreamteam.agents.techniques_generic import hyperparameter_tuner
 
 PRIOR_WEIGHT = 4.0  # a technique that matches a persona's keys is drawn this much more often
 _ALIASES = {"train_mps.py": TRAIN}  # the seeds' name for train.py
-_DISPLAY = {TRAIN: "train_mps.py"}  # ...which the answer uses, as the seeds' answers did
+_DISPLAY = {TRAIN: "train_mps.py"}  # ...which an answer uses when the request names no files
 
 
 def _fence(body: str) -> str:
@@ -37,12 +41,18 @@ def _block(name: str, source: str | None) -> str:
 
 
 def render_answer(
-    preamble: str, before: Mapping[str, str], after: Mapping[str, str], names: Sequence[str]
+    preamble: str,
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+    names: Sequence[str],
+    shown: Mapping[str, str] = _DISPLAY,
 ) -> str:
-    """The seeds' answer format: prose, then a block per file (empty when it is unchanged)."""
+    """The seeds' answer format: prose, then a block per file (empty when it is unchanged).
+
+    `shown` maps a file's name to the name its block carries (the name the request used).
+    """
     blocks = [
-        _block(_DISPLAY.get(n, n), after[n] if after.get(n) != before.get(n) else None)
-        for n in names
+        _block(shown.get(n, n), after[n] if after.get(n) != before.get(n) else None) for n in names
     ]
     return preamble.rstrip() + "\n\n" + "\n".join(blocks)
 
@@ -86,11 +96,13 @@ def choose_and_apply(
 class OfflineAgent:
     """An agent that edits code with the technique catalogue instead of asking a model."""
 
-    def __init__(self, seed: int = 0, max_techniques: int = 2):
+    def __init__(self, seed: int = 0, max_techniques: int = 2, protected: Iterable[str] = ()):
+        """`protected`: the task's protected constants, which the tuner must not touch."""
         if max_techniques < 1:
             raise ValueError("max_techniques must be at least 1")
         self._seed = seed
         self._max = max_techniques
+        self._catalogue = (*CATALOGUE, hyperparameter_tuner(protected))
 
     @property
     def name(self) -> str:
@@ -102,11 +114,13 @@ class OfflineAgent:
         start = time.perf_counter()
         files = {_ALIASES.get(name, name): source for name, source in request.files}
         names = list(files) or [TRAIN, MODEL]
+        # answer with the names the request used: every task accepts its own file names
+        shown = {_ALIASES.get(name, name): name for name, _ in request.files} or _DISPLAY
         rng = random.Random(
             _seed(self._seed, request.seed, request.persona, *sorted(files.items()))
         )
         count = rng.randint(1, self._max)
-        after, done = choose_and_apply(files, request.techniques, rng, count)
+        after, done = choose_and_apply(files, request.techniques, rng, count, self._catalogue)
         who = f" for {request.persona}" if request.persona else ""
         if done:
             lines = [f"Offline agent{who}: {len(done)} change(s) from the technique catalogue."]
@@ -116,7 +130,7 @@ class OfflineAgent:
                 f"Offline agent{who}: no catalogue technique applies to these files; "
                 "nothing is changed."
             ]
-        text = render_answer("\n".join(lines), files, after, names)
+        text = render_answer("\n".join(lines), files, after, names, shown)
         return AgentResponse(
             text=text,
             model=self.name,

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 
 import libcst as cst
 
+from dreamteam import pyparse
+
 
 class Skip(Exception):
     """A technique cannot be applied to these files (structure missing or already there)."""
@@ -36,7 +38,7 @@ def arg_code(call: cst.Call, i: int = 0) -> str:
 @functools.lru_cache(maxsize=64)
 def parsed(src: str) -> ast.Module:
     """The parsed module (cached: every ``applies`` reads the same few files; never mutated)."""
-    return ast.parse(src)
+    return pyparse.parse(src)
 
 
 def constant(src: str, name: str) -> object | None:

@@ -5,10 +5,11 @@ their techniques with; ``techniques.py`` puts them in the catalogue.
 
 from __future__ import annotations
 
-import ast
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from dreamteam import pyparse
 
 TRAIN, MODEL = "train.py", "model.py"
 Files = dict[str, str]
@@ -47,7 +48,7 @@ class Technique:
         """The edited files and what was drawn; raises when the edit cannot be made."""
         out = self.change(dict(files), rng)
         for src in out.files.values():
-            ast.parse(src)
+            pyparse.parse(src)
         return out
 
     def apply(self, files: Mapping[str, str], rng: random.Random) -> dict[str, str]:

@@ -179,6 +179,10 @@ def _optimizable(f: Mapping[str, str]) -> bool:
         and all(_has(n)(f) for n in names)
         and re.search(r"^\s*optimizer = ", fn, re.MULTILINE) is not None
         and re.search(r"^\s*model = ", fn, re.MULTILINE) is not None
+        # Muon takes the blocks' matrices (parameters under `h.`) ...
+        and re.search(r"\bself\.h = ", f[MODEL]) is not None
+        # ... and its groups' locals would shadow module constants of the same names
+        and re.search(r"^(hidden|rest|muon|adam|groups)\b", f[TRAIN], re.MULTILINE) is None
     )
 
 

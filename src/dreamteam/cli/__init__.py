@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from dreamteam.cli import evaluate, personas, research, tracking
+from dreamteam.cli import evaluate, personas, research, task, tracking
 from dreamteam.cli.context import err_console
 from dreamteam.errors import DreamteamError
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(evaluate.data_app, name="data")
 app.add_typer(personas.app, name="personas", help="The persona library.")
+app.add_typer(task.app, name="task", help="Tasks: scaffold, check and list them.")
 app.command("run")(research.run)
 app.command("train")(evaluate.train)
 app.command("eval")(evaluate.evaluate)

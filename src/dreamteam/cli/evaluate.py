@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from dreamteam.cli.context import console, settings
-from dreamteam.data import prepare_data, resolve_data
+from dreamteam.data import DataPaths, prepare_data, resolve_task_data
 from dreamteam.device import cpu_threads, select_device
 from dreamteam.errors import TaskError
 from dreamteam.sandbox import probe_isolation
@@ -33,15 +33,10 @@ def data_prepare(
     console.print(f"data ready: {paths.root}")
 
 
-def task_data(task: Task):
+def task_data(task: Task) -> DataPaths:
+    """The task's data, prepared if need be (the built-in set comes from the mirror if set)."""
     s = settings()
-    if task.data_source != "shakespeare":
-        raise TaskError(
-            f"task {task.name!r} uses data source {task.data_source!r}, not supported yet"
-        )
-    if s.mirror:
-        return resolve_data(mirror=s.mirror)
-    return prepare_data(s.home)
+    return resolve_task_data(task, s.home, s.mirror)
 
 
 def read_task_files(directory: Path, task: Task) -> dict[str, str]:
@@ -62,7 +57,7 @@ def _print_progress(line: str) -> None:
         console.print(f"  [dim]{line}[/dim]")
 
 
-def _trials(
+def run_trials(
     task: Task,
     files: dict[str, str],
     fidelity: str,
@@ -97,14 +92,20 @@ def _trials(
         results.append(result)
         line = f"seed {result.seed}: {result.status}"
         if result.ok:
-            line += f" val_loss={result.val_loss:.4f} bpb={result.bpb:.4f}"
+            line += f" val_loss={result.val_loss:.4f}"
+            figures = result.metrics or ({"bpb": result.bpb} if result.bpb is not None else {})
+            line += "".join(f" {k}={v:.4f}" for k, v in figures.items() if k != task.objective)
             line += f" train={result.train_seconds:.1f}s eval={result.eval_seconds:.1f}s"
         console.print(line)
     return results
 
 
-def _summary(results: list[TrialResult]) -> None:
-    """The contract's closing lines: status, then val_loss and bpb, or reason."""
+def print_summary(results: list[TrialResult]) -> None:
+    """The contract's closing lines: status, then val_loss and bpb, or reason.
+
+    val_loss is the task's objective; a task with a harness file prints each figure of its
+    score() first (e.g. `loss:` and `accuracy:`), and `bpb: nan` since it has no bytes.
+    """
     ok = [r for r in results if r.ok]
     if len(ok) < len(results):
         bad = next(r for r in results if not r.ok)
@@ -117,9 +118,12 @@ def _summary(results: list[TrialResult]) -> None:
         sd = statistics.stdev(losses)
         print(f"val_loss_std: {sd:.6f}")
         print(f"ci95: {1.96 * sd / math.sqrt(len(losses)):.6f}")
+    for name in ok[0].metrics:
+        print(f"{name}: {statistics.fmean(r.metrics[name] for r in ok):.6f}")
     print("status: ok")
     print(f"val_loss: {statistics.fmean(losses):.6f}")
-    print(f"bpb: {statistics.fmean(bpbs):.6f}")
+    # the contract's last line; a task that is not a language model has no bits per byte
+    print(f"bpb: {statistics.fmean(bpbs):.6f}" if bpbs else "bpb: nan")
 
 
 def train(
@@ -132,24 +136,33 @@ def train(
     """Train the task's baseline in the sandbox and print the harness's validation loss."""
     t = load_task(task)
     console.print(f"training the {t.name} baseline ({iters or t.iterations(fidelity)} steps)")
-    (result,) = _trials(t, t.baseline_files(), fidelity, [seed], iters, device, show=True)
-    _summary([result])
+    (result,) = run_trials(t, t.baseline_files(), fidelity, [seed], iters, device, show=True)
+    print_summary([result])
     if not result.ok:
         raise typer.Exit(1)
 
 
 def evaluate(
     directory: Path = typer.Argument(..., help="A directory holding the task's files."),
-    task: str = TaskOpt,
+    task: str = typer.Option(
+        None,
+        "--task",
+        help="A built-in task name or a task directory (default: DIR itself when it holds "
+        "a task.toml, else shakespeare).",
+    ),
     fidelity: str = typer.Option("low", "--fidelity", help="smoke, low, medium or full."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="Independent training seeds."),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Check, train and score a directory of task files, exactly as a candidate is scored."""
+    if task is None:
+        task = str(directory) if (directory / "task.toml").is_file() else "shakespeare"
     t = load_task(task)
     if not directory.is_dir():
         raise TaskError(
             f"{directory} is not a directory: pass a folder holding {', '.join(t.editable)}"
         )
     files = read_task_files(directory, t)
-    _summary(_trials(t, files, fidelity, range(1337, 1337 + seeds), None, device, show=False))
+    print_summary(
+        run_trials(t, files, fidelity, range(1337, 1337 + seeds), None, device, show=False)
+    )
