@@ -6,9 +6,6 @@ recorded to a cassette and a second run replays it with no server at all.
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from dreamteam.personas import load_library
 from dreamteam.search import Search
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
+from loopback import LoopbackLLM
 from test_search import FakeExecutor
 
 BASELINE_TRAIN = load_task("shakespeare").baseline_files()["train.py"]
@@ -32,45 +30,10 @@ ANSWER = (
 )
 
 
-PROMPTS: list[str] = []  # what the server was asked, in order
-
-
-class _ChatServer(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        assert self.path.endswith("/chat/completions")
-        PROMPTS.append(body["messages"][-1]["content"])
-        reply = {
-            "id": "x",
-            "object": "chat.completion",
-            "model": body["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "stop",
-                    "message": {"role": "assistant", "content": ANSWER},
-                }
-            ],
-            "usage": {"prompt_tokens": 1200, "completion_tokens": 900, "total_tokens": 2100},
-        }
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
+def server() -> Iterator[LoopbackLLM]:
+    with LoopbackLLM(ANSWER) as llm:
+        yield llm
 
 
 def _run(tmp_path: Path, name: str, model: str, record: Path | None = None) -> RunStore:
@@ -90,17 +53,20 @@ def _run(tmp_path: Path, name: str, model: str, record: Path | None = None) -> R
     return store
 
 
-def test_a_run_through_a_local_server_then_replayed_without_it(tmp_path: Path, server: str) -> None:
+def test_a_run_through_a_local_server_then_replayed_without_it(
+    tmp_path: Path, server: LoopbackLLM
+) -> None:
     cassette = tmp_path / "cassette.jsonl"
-    live = _run(tmp_path, "live", f"openai-compatible:tiny@{server}", record=cassette)
+    live = _run(tmp_path, "live", f"openai-compatible:tiny@{server.url}", record=cassette)
     proposals = [c for c in live.candidates() if c.generation == 1]
     assert [c.persona for c in proposals] == ["archimedes", "aristotle"]
     first = proposals[0]
     assert first.status == "ok" and "learning_rate = 2e-3" in first.files["train.py"]
     assert first.tokens_in == 1200 and first.tokens_out == 900
     assert proposals[1].kind == "duplicate"  # the same answer twice is trained once
-    assert "You are Archimedes of Syracuse" in PROMPTS[0]
-    assert "## The current code" in PROMPTS[0]
+    prompts = sorted(server.prompts, key=lambda p: "Aristotle" in p)  # asked at once
+    assert "You are Archimedes of Syracuse" in prompts[0]
+    assert "## The current code" in prompts[0]
 
     replayed = _run(tmp_path, "replay", f"replay:{cassette}")
     again = [c for c in replayed.candidates() if c.generation == 1]

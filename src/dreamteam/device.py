@@ -1,4 +1,5 @@
-"""Choosing where tensors live and how many CPU threads a process uses."""
+"""Choosing where tensors live, which GPU each worker gets, and how many CPU threads a process
+uses."""
 
 from __future__ import annotations
 
@@ -39,3 +40,15 @@ def cpu_threads(workers: int = 1) -> int:
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     )
     return max(1, min(8, cores // max(workers, 1)))
+
+
+def worker_devices(device: str, workers: int) -> list[str]:
+    """One device per worker slot: `cuda` spreads the workers over the visible GPUs in turn
+    (cuda:0, cuda:1, ...); any other device (a pinned cuda:N, mps, cpu) is shared by all."""
+    workers = max(1, workers)
+    if device != "cuda":
+        return [device] * workers
+    import torch
+
+    count = max(1, torch.cuda.device_count())
+    return [f"cuda:{i % count}" for i in range(workers)]

@@ -1,6 +1,7 @@
 """The run store: one SQLite database (WAL) per run, plus a file tree people can read.
 
-    <run>/dreamteam.sqlite            runs, candidates, trials, generations, steering
+    <run>/dreamteam.sqlite            runs, candidates, trials, generations, steering, elite,
+                                      allocations
     <run>/gen_<N>/<persona>/          train.py, model.py, log.txt of each candidate
     <run>/gen_<N>/results.txt         persona, loss, time, status per line
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,7 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from dreamteam.allocation import Allocation
 from dreamteam.errors import StoreError
+from dreamteam.records import ChangeRecord
 from dreamteam.trial import TrialResult
 from dreamteam.types import Status
 
@@ -34,7 +38,8 @@ CREATE TABLE IF NOT EXISTS candidates (
     id TEXT PRIMARY KEY, generation INTEGER, persona TEXT, mode TEXT, parent TEXT,
     kind TEXT, code_hash TEXT, files TEXT, diff TEXT, response TEXT, model TEXT,
     tokens_in INTEGER, tokens_out INTEGER, cost REAL, latency REAL,
-    status TEXT, reason TEXT, summary TEXT, created REAL
+    status TEXT, reason TEXT, summary TEXT, created REAL,
+    record TEXT, record_key TEXT, twin TEXT
 );
 CREATE TABLE IF NOT EXISTS trials (
     candidate TEXT, fidelity TEXT, seed INTEGER, status TEXT, reason TEXT,
@@ -50,7 +55,20 @@ CREATE TABLE IF NOT EXISTS generations (
 CREATE TABLE IF NOT EXISTS steering (
     version INTEGER PRIMARY KEY, generation INTEGER, text TEXT, created REAL
 );
+CREATE TABLE IF NOT EXISTS allocations (
+    generation INTEGER PRIMARY KEY, policy TEXT, slots TEXT, posterior TEXT, floor TEXT,
+    created REAL
+);
+CREATE TABLE IF NOT EXISTS elite (
+    generation INTEGER PRIMARY KEY, members TEXT, created REAL
+);
 """
+# Columns added since the first runs were written: an older run's table gets them on opening.
+_ADDED_COLUMNS = (
+    ("candidates", "record", "TEXT"),
+    ("candidates", "record_key", "TEXT"),
+    ("candidates", "twin", "TEXT"),
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +80,7 @@ class CandidateRecord:
     persona: str
     mode: str
     parent: str | None
-    kind: str  # baseline | proposal | duplicate
+    kind: str  # baseline | proposal | repair | duplicate
     code_hash: str
     files: Mapping[str, str]
     diff: str = ""
@@ -75,6 +93,9 @@ class CandidateRecord:
     status: str = ""  # empty until evaluated; a Status value after
     reason: str = ""
     summary: str = ""
+    record: ChangeRecord | None = None  # what the change did, from its code (records.py)
+    record_key: str = ""  # records.dedupe_key: equal for the same change to the same code
+    twin: str = ""  # a duplicate's earlier candidate, whose result it shares
 
 
 @dataclass(frozen=True)
@@ -102,14 +123,37 @@ class RunStore:
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
+        # One connection per thread: a sqlite3 connection is not safe to share, while several
+        # connections to one WAL database are (readers go on while BEGIN IMMEDIATE queues writers).
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._opened_lock = threading.Lock()
+        self._db.execute("SELECT 1")  # open now: a bad path fails here, not at first use
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
+
+    def _connect(self) -> sqlite3.Connection:
         try:
-            self._db = sqlite3.connect(run_dir / DB_NAME, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            # check_same_thread off only so that close() may close every thread's connection
+            db = sqlite3.connect(
+                self.run_dir / DB_NAME, isolation_level=None, timeout=30, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            _add_columns(db)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the run store in {run_dir}: {exc}") from exc
-        self._db.row_factory = sqlite3.Row
+            raise StoreError(f"cannot open the run store in {self.run_dir}: {exc}") from exc
+        db.row_factory = sqlite3.Row
+        with self._opened_lock:
+            self._opened.append(db)
+        return db
 
     @classmethod
     def open_existing(cls, run_dir: Path) -> RunStore:
@@ -119,7 +163,12 @@ class RunStore:
         return cls(run_dir)
 
     def close(self) -> None:
-        self._db.close()
+        """Close the connections of every thread that used this store."""
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for db in opened:
+            db.close()
+        self._local = threading.local()
 
     def _rows(self, table: str, column: str, value: object) -> list[sqlite3.Row]:
         """All rows of a table in the order written, or those whose column equals value."""
@@ -166,6 +215,7 @@ class RunStore:
         """Store a proposal and write its files into the readable tree."""
         row = asdict(c)
         row["files"] = json.dumps(dict(c.files))
+        row["record"] = c.record.to_json() if c.record else None
         row["created"] = time.time()
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
@@ -183,10 +233,15 @@ class RunStore:
         return self.run_dir / f"gen_{c.generation}" / c.id.split("-", 1)[-1]
 
     def set_outcome(self, candidate_id: str, status: str, reason: str) -> None:
+        """A candidate's status and reason; its duplicates take the status too."""
         with self._tx() as db:
             db.execute(
                 "UPDATE candidates SET status = ?, reason = ? WHERE id = ?",
                 (status, reason, candidate_id),
+            )
+            db.execute(
+                "UPDATE candidates SET status = ? WHERE twin = ? AND kind = 'duplicate'",
+                (status, candidate_id),
             )
 
     def candidate(self, candidate_id: str) -> CandidateRecord | None:
@@ -196,10 +251,27 @@ class RunStore:
     def candidates(self, generation: int | None = None) -> list[CandidateRecord]:
         return [_candidate(r) for r in self._rows("candidates", "generation", generation)]
 
+    def usage(self) -> tuple[int, float]:
+        """Agent tokens (input + output) and USD cost over every stored candidate."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(tokens_in + tokens_out), 0), COALESCE(SUM(cost), 0.0)"
+            " FROM candidates"
+        ).fetchone()
+        return int(row[0]), float(row[1])
+
     def by_hash(self, code_hash: str) -> CandidateRecord | None:
         row = self._db.execute(
             "SELECT * FROM candidates WHERE code_hash = ? AND kind != 'duplicate' ORDER BY created LIMIT 1",
             (code_hash,),
+        ).fetchone()
+        return _candidate(row) if row else None
+
+    def by_record(self, record_key: str) -> CandidateRecord | None:
+        """The first candidate (not itself a duplicate) that made the same change."""
+        row = self._db.execute(
+            "SELECT * FROM candidates WHERE record_key = ? AND kind != 'duplicate'"
+            " ORDER BY created LIMIT 1",
+            (record_key,),
         ).fetchone()
         return _candidate(row) if row else None
 
@@ -265,6 +337,21 @@ class RunStore:
         rows = self._db.execute("SELECT * FROM generations ORDER BY number").fetchall()
         return [dict(r) | {"promoted": json.loads(r["promoted"] or "[]")} for r in rows]
 
+    def set_elite(self, generation: int, members: list[str]) -> None:
+        """The elite (candidate ids, best first) as it stood after a generation."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO elite (generation, members, created) VALUES (?,?,?)",
+                (generation, json.dumps(members), time.time()),
+            )
+
+    def elite(self, generation: int) -> list[str]:
+        """The elite after `generation`; empty when none was stored."""
+        row = self._db.execute(
+            "SELECT members FROM elite WHERE generation = ?", (generation,)
+        ).fetchone()
+        return list(json.loads(row["members"])) if row else []
+
     def write_results(self, generation: int, lines: list[str]) -> None:
         """The seeds' per-generation results.txt, for people who read files."""
         folder = self.run_dir / f"gen_{generation}"
@@ -292,12 +379,63 @@ class RunStore:
     def steering(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db.execute("SELECT * FROM steering ORDER BY version")]
 
+    # -- allocations --------------------------------------------------------------------
+    def set_allocation(self, a: Allocation) -> None:
+        """Keep a generation's proposal slots (the first one stored stands: resume reuses it)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO allocations VALUES (?,?,?,?,?,?)",
+                (
+                    a.generation,
+                    a.policy,
+                    json.dumps(a.slots),
+                    json.dumps(a.posterior),
+                    json.dumps(a.floor),
+                    time.time(),
+                ),
+            )
+
+    def allocation(self, generation: int) -> Allocation | None:
+        row = self._db.execute(
+            "SELECT * FROM allocations WHERE generation = ?", (generation,)
+        ).fetchone()
+        return _allocation(row) if row else None
+
+    def allocations(self) -> list[Allocation]:
+        rows = self._db.execute("SELECT * FROM allocations ORDER BY generation").fetchall()
+        return [_allocation(r) for r in rows]
+
 
 def _candidate(row: sqlite3.Row) -> CandidateRecord:
     data = dict(row)
     data.pop("created", None)
     data["files"] = json.loads(data["files"])
+    data["record"] = ChangeRecord.from_json(data["record"]) if data.get("record") else None
+    data["record_key"] = data.get("record_key") or ""
+    data["twin"] = data.get("twin") or ""
     return CandidateRecord(**data)
+
+
+def _allocation(row: sqlite3.Row) -> Allocation:
+    return Allocation(
+        generation=row["generation"],
+        policy=row["policy"],
+        slots=tuple((str(s), int(n)) for s, n in json.loads(row["slots"])),
+        posterior=tuple((str(s), int(w), int(n)) for s, w, n in json.loads(row["posterior"])),
+        floor=tuple(json.loads(row["floor"])),
+    )
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Give an older run's tables the columns added since (a no-op on a current run)."""
+    for table, column, kind in _ADDED_COLUMNS:
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            try:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as exc:  # another connection added it first
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 def _trial(row: sqlite3.Row) -> TrialRecord:
