@@ -25,7 +25,8 @@ class HistoryItem:
     status: str
     val_loss: float | None
     delta: float | None  # against its parent; negative is better
-    summary: str  # what changed, or why it failed
+    summary: str  # what the agent said it changed, or why it failed
+    change: str = ""  # what the code changed (records.ChangeRecord.compact)
 
 
 def task_view(task: Task) -> PromptView:
@@ -56,24 +57,46 @@ def _constraints_section(task: Task) -> str:
             f"- Protected constants in `{entry}` (checked before anything runs): {pinned}.",
             f"- `{task.contract.entry_point}({args})` is called by the harness; train for exactly "
             "`iters` optimizer steps of a torch.optim optimizer and save the checkpoint it expects.",
-            "- The harness scores the saved model itself on the whole validation split; "
-            "the model must be causal. Network, subprocesses and files outside the work "
-            "directory are blocked.",
+            _scoring_rule(task),
         ]
+    )
+
+
+def _scoring_rule(task: Task) -> str:
+    """How the harness scores: the LM task's rule, or a task with a harness file's."""
+    blocked = "Network, subprocesses and files outside the work directory are blocked."
+    if task.is_lm:
+        return (
+            "- The harness scores the saved model itself on the whole validation split; "
+            f"the model must be causal. {blocked}"
+        )
+    about = f"- The task: {task.description}\n" if task.description else ""
+    return (
+        f"{about}- The harness scores the saved model itself on an evaluation split only it "
+        f"holds ({task.objective}, lower is better): it calls the model on batches of "
+        f"evaluation inputs, and each row's output must depend on that row alone. {blocked}"
     )
 
 
 def _history_section(items: Sequence[HistoryItem], budget_chars: int) -> str:
     if not items:
         return ""
-    lines = ["## What the team has tried so far", ""]
+    lines = [
+        "## What the team has tried so far",
+        "",
+        "Each line: what the code changed (hyperparameters from→to, definitions added +, "
+        "changed ~ or removed -, [techniques]), then what it gave at screening.",
+        "",
+    ]
     used = sum(len(line) for line in lines)
-    for item in items:
+    for shown, item in enumerate(items):
         loss = f"val_loss {item.val_loss:.4f}" if item.val_loss is not None else item.status
         delta = f" ({item.delta:+.4f} vs its parent)" if item.delta is not None else ""
-        line = f"- {item.candidate} by {item.persona}: {loss}{delta}. {item.summary}".rstrip()
+        what = f"{item.change} → " if item.change else ""
+        said = f" {item.summary[:200]}" if item.summary else ""
+        line = f"- {item.candidate} by {item.persona}: {what}{loss}{delta}.{said}".rstrip()
         if used + len(line) > budget_chars:
-            lines.append(f"- ... and {len(items) - len(lines) + 2} more")
+            lines.append(f"- ... and {len(items) - shown} more")
             break
         lines.append(line)
         used += len(line)

@@ -1,7 +1,8 @@
 """What the report shows, gathered from the store into plain values. No HTML, no plots.
 
-    RunStore ─► gather() ─► ReportData (overview, headline, candidates, personas, funnel,
-                                        lineage, generations, steering)
+    RunStore ─► gather() ─► ReportData (overview, headline, candidates, personas and modes,
+                                        allocation, repair rescue, funnel, lineage,
+                                        generations, steering)
 
 Every number is read from the store or computed here from what it holds; best-vs-baseline
 reuses selection.py so it matches the `best:` line of `dreamteam run`.
@@ -14,14 +15,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dreamteam.allocation import (
+    PersonaStats,
+    RepairRescue,
+    Yardstick,
+    attempts,
+    repair_rescue,
+    tally,
+)
 from dreamteam.config import RunConfig, config_from_dict
 from dreamteam.errors import StoreError
 from dreamteam.report.tallies import (
+    AllocationTable,
     LineageNode,
-    PersonaStats,
     Stage,
+    allocation_table,
     build_funnel,
-    tally_personas,
     trace_lineage,
 )
 from dreamteam.report.views import (
@@ -31,6 +40,7 @@ from dreamteam.report.views import (
 )
 from dreamteam.search import BASELINE_ID, seed_plan
 from dreamteam.selection import Comparison, Estimate, compare, estimate
+from dreamteam.standing import Standing
 from dreamteam.store import RunStore
 
 
@@ -81,6 +91,9 @@ class ReportData:
     headline: Headline
     candidates: tuple[CandidateView, ...]
     personas: tuple[PersonaStats, ...]
+    modes: tuple[PersonaStats, ...]  # the same tallies per persona mode
+    allocation: AllocationTable
+    rescue: RepairRescue
     funnel: tuple[Stage, ...]
     lineage: tuple[LineageNode, ...]
     generations: tuple[dict[str, Any], ...]
@@ -168,11 +181,17 @@ def gather(store: RunStore) -> ReportData:
     views = collect_candidates(store, config, gens)
     if not views:
         raise StoreError(f"{store.run_dir} has no candidates yet: report once the run has started")
+    plan = seed_plan(config)
+    judge = Standing(store, config, BASELINE_ID, plan["confirm"], plan["recheck"][0])
+    tried = attempts(store, Yardstick(config.screen_fidelity, plan["screen"][0], judge))
     return ReportData(
         overview=_overview(info, config, views, gens),
         headline=_headline(views, gens, config),
         candidates=tuple(views),
-        personas=tuple(tally_personas(views)),
+        personas=tuple(tally(tried)),
+        modes=tuple(tally(tried, by="mode")),
+        allocation=allocation_table(store.allocations(), tried),
+        rescue=repair_rescue([v.record for v in views]),
         funnel=tuple(build_funnel(views, config)),
         lineage=tuple(trace_lineage(views, gens)),
         generations=tuple(gens),

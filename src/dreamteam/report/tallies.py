@@ -1,42 +1,22 @@
-"""Tallies across candidates: per-persona results, the fidelity funnel, the winners' lineage
-and the loss-vs-time Pareto front. Pure functions over candidate views.
+"""Tallies across candidates: the fidelity funnel, the winners' lineage, the loss-vs-time
+Pareto front and the allocation table. Pure functions over candidate views and stored values;
+per-persona results come from allocation.tally (one implementation for the report, `dreamteam
+show` and the bandit).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dreamteam.allocation import Allocation, Attempt, Outcome
 from dreamteam.config import RunConfig
 from dreamteam.report.views import CandidateView
 from dreamteam.search import BASELINE_ID
+from dreamteam.selection import pareto_front as pareto_front  # one front, shared with selection
 from dreamteam.types import Status
-
-
-@dataclass(frozen=True)
-class PersonaStats:
-    """How one persona did over the run."""
-
-    persona: str
-    mode: str
-    proposals: int
-    duplicates: int
-    wins: int
-    mean_delta: float | None  # mean screening-loss change vs parent: negative is better
-    n_delta: int
-    failures: dict[str, int]  # status -> count, for every status but ok
-    reasons: tuple[str, ...]  # distinct failure reasons, shortened
-
-    @property
-    def win_rate(self) -> float:
-        return self.wins / self.proposals if self.proposals else 0.0
-
-    @property
-    def failure_rate(self) -> float:
-        return sum(self.failures.values()) / self.proposals if self.proposals else 0.0
 
 
 @dataclass(frozen=True)
@@ -49,51 +29,38 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class AllocationCell:
+    """One persona in one generation: its slots, and how many of its proposals won."""
+
+    slots: int
+    wins: int
+    floor: bool  # the slot came from the floor (or the persona was untried), not the draw
+
+
+@dataclass(frozen=True)
+class AllocationRow:
+    """One generation of the allocation table."""
+
+    generation: int
+    policy: str
+    cells: tuple[AllocationCell, ...]  # in the order of AllocationTable.personas
+
+
+@dataclass(frozen=True)
+class AllocationTable:
+    """Generation x persona -> proposal slots (and wins), as the allocation decided them."""
+
+    personas: tuple[str, ...]
+    rows: tuple[AllocationRow, ...]
+
+
+@dataclass(frozen=True)
 class LineageNode:
     """A winner in the chain from the baseline, with everything proposed from it."""
 
     candidate: CandidateView
     generation: int
     children: tuple[CandidateView, ...]
-
-
-def pareto_front(points: Sequence[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
-    """The (seconds, loss, id) points no other point beats on both time and loss, fastest first."""
-    front: list[tuple[float, float, str]] = []
-    for seconds, loss, cid in sorted(points):
-        if not front or loss < front[-1][1]:
-            front.append((seconds, loss, cid))
-    return front
-
-
-def tally_personas(views: Sequence[CandidateView]) -> list[PersonaStats]:
-    groups: dict[str, list[CandidateView]] = {}
-    for v in views:
-        if v.record.kind != "baseline":
-            groups.setdefault(v.record.persona, []).append(v)
-    stats = []
-    for persona, group in groups.items():
-        deltas = [v.delta for v in group if v.delta is not None]
-        failed = [v for v in group if v.status not in (Status.OK, "pending")]
-        reasons = dict.fromkeys(
-            v.record.reason.splitlines()[0][:120] for v in failed if v.record.reason
-        )
-        stats.append(
-            PersonaStats(
-                persona=persona,
-                mode=group[0].record.mode,
-                proposals=len(group),
-                duplicates=sum(1 for v in group if v.record.kind == "duplicate"),
-                wins=sum(1 for v in group if v.won),
-                mean_delta=statistics.fmean(deltas) if deltas else None,
-                n_delta=len(deltas),
-                failures=dict(Counter(v.status for v in failed).most_common()),
-                reasons=tuple(reasons),
-            )
-        )
-    big = float("inf")
-    stats.sort(key=lambda s: (-s.wins, s.mean_delta if s.mean_delta is not None else big))
-    return stats
 
 
 def build_funnel(views: Sequence[CandidateView], config: RunConfig) -> list[Stage]:
@@ -136,3 +103,23 @@ def trace_lineage(
         if g["number"] > 0 and g["best"] and g["best"] != g["parent"] and g["best"] in by_id:
             chain.append(node(by_id[g["best"]], g["number"]))
     return chain
+
+
+def allocation_table(
+    allocations: Sequence[Allocation], attempts: Sequence[Attempt]
+) -> AllocationTable:
+    """The stored allocations as a table, with each persona's wins per generation."""
+    personas = tuple(dict.fromkeys(slug for a in allocations for slug, _ in a.slots))
+    wins = Counter((a.generation, a.persona) for a in attempts if a.outcome is Outcome.WIN)
+    rows = tuple(
+        AllocationRow(
+            a.generation,
+            a.policy,
+            tuple(
+                AllocationCell(a.count(slug), wins[(a.generation, slug)], slug in a.floor)
+                for slug in personas
+            ),
+        )
+        for a in allocations
+    )
+    return AllocationTable(personas, rows)
