@@ -92,12 +92,29 @@ def test_resume_recomputes_nothing_finished(tmp_path: Path) -> None:
 
 
 def test_identical_code_is_not_retrained(tmp_path: Path) -> None:
-    search, _, store = _search(tmp_path, generations=1, personas=("archimedes", "archimedes"))
-    search.run()
+    task = load_task("shakespeare")
+    fixed = task.baseline_files()["train.py"].replace(
+        "learning_rate = 3e-4", "learning_rate = 2e-3"
+    )
+    answers = [
+        f"```python\ntrain_mps.py\n{fixed}```\n",
+        f"```python\ntrain_mps.py\n# hi\n{fixed}```\n",
+    ]
+    team = build_team(
+        parse_model_map("offline"), Credentials.from_env({}), offline=lambda: _Scripted(answers)
+    )
+    store = RunStore(tmp_path / "run")
+    store.create_run("run", "shakespeare", {}, [])
+    config = RunConfig(generations=1, personas=("archimedes", "archimedes"), fidelity="smoke")
+    executor = FakeExecutor()
+    Search(config, task, load_library(), team, store, executor).run()
     kinds = [c.kind for c in store.candidates() if c.generation == 1]
-    assert kinds.count("proposal") == 1 and kinds.count("duplicate") == 1
+    assert kinds == ["proposal", "duplicate"]
     hashes = {c.code_hash for c in store.candidates() if c.generation == 1}
-    assert len(hashes) == 1
+    assert len(hashes) == 1  # the comment does not count
+    twin = store.candidate("g1-archimedes-2")
+    assert twin is not None and twin.twin == "g1-archimedes" and twin.status == "ok"
+    assert not [c for c in executor.calls if c[0] == "g1-archimedes-2"]
 
 
 def test_code_hash_ignores_comments_and_layout() -> None:

@@ -6,12 +6,14 @@ Only the CLI reads the environment; it builds these dataclasses and passes them 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
 
+from dreamteam.allocation import POLICIES
 from dreamteam.errors import ConfigError
+from dreamteam.selection import OBJECTIVES
 
 DEFAULT_HOME = Path(platformdirs.user_data_dir("dreamteam", appauthor=False))
 
@@ -43,7 +45,7 @@ def settings_from_env(environ: Mapping[str, str]) -> Settings:
 class RunConfig:
     """Everything that defines a research run; stored with the run so --resume repeats it."""
 
-    task: str = "shakespeare"
+    task: str = "shakespeare"  # a built-in task's name, or a task directory (made absolute)
     personas: tuple[str, ...] = ()  # explicit team (slugs); empty: drawn from `modes`
     modes: tuple[str, ...] = ("savant", "collaborator", "specialist")
     team_size: int = 4
@@ -54,15 +56,26 @@ class RunConfig:
     seeds: int = 2
     promote_fraction: float = 0.34  # successive halving: the top third goes on
     max_promoted: int = 2
-    workers: int = 1
-    executor: str = "local"
-    address: str = ""  # ray cluster address
+    workers: int = 1  # trials at once (local), or the size of a local Ray instance
+    executor: str = "local"  # local | ray
+    address: str = ""  # ray: a cluster to attach to (`auto`: this machine's); empty: start one
+    agent_concurrency: int = 4  # LLM calls in flight at once (parallel strategy); 1: in line
     budget_minutes: float = 0.0  # 0: no limit
+    budget_tokens: int = 0  # agent input + output tokens over the run; 0: no limit
+    budget_cost: float = 0.0  # USD over the run, priced by `prices`; 0: no limit
+    # USD per million (input, output) tokens by model family, over budget.DEFAULT_PRICES
+    prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    objective: str = "loss"  # loss | bpb | loss+time | pareto
+    time_weight: float = 0.05  # loss+time: nats per training minute (at the confirmation fidelity)
+    time_tolerance: float = 0.1  # pareto: up to 10 % slower still counts as not slower
+    elite: int = 3  # confirmed candidates kept across generations; 0 turns the elite off
+    crossover: int = 0  # 1: one candidate per generation merges two elite members' changes
     strategy: str = "parallel"  # parallel: all from the parent; chain: each from the last best
     device: str = "auto"
     seed: int = 0  # the search's own randomness (team draw, offline agent)
     repair: int = 1
-    allocation: str = "uniform"
+    allocation: str = "uniform"  # uniform: each persona once; bandit: Thompson sampling on wins
+    allocation_floor: int = 3  # bandit: every persona proposes at least once every N generations
     persona_dirs: tuple[str, ...] = ()
     record: str = ""  # a cassette file to record LLM answers into
 
@@ -82,6 +95,8 @@ def load_run_config(path: Path | None, overrides: Mapping[str, object]) -> RunCo
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
         values.update(data.get("run", data))
+        if "run" in data and "prices" in data:
+            values["prices"] = data["prices"]  # its own [prices] table beside [run]
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(values) - known)
@@ -90,12 +105,18 @@ def load_run_config(path: Path | None, overrides: Mapping[str, object]) -> RunCo
             f"unknown setting(s) {', '.join(unknown)} in {path or 'options'}: "
             f"known are {', '.join(sorted(known))}"
         )
+    if "prices" in values:
+        values["prices"] = _prices(values["prices"], path)
     for key in _TUPLES & set(values):
         value = values[key]
         if isinstance(value, str):
             values[key] = tuple(v.strip() for v in value.split(",") if v.strip())
         elif isinstance(value, list | tuple):
             values[key] = tuple(value)
+    task = values.get("task")
+    if isinstance(task, str) and Path(task).expanduser().is_dir():
+        # a task directory is stored absolute, so that --resume finds it from anywhere
+        values["task"] = str(Path(task).expanduser().resolve())
     try:
         config = RunConfig(**values)  # type: ignore[arg-type]
     except TypeError as exc:
@@ -106,8 +127,10 @@ def load_run_config(path: Path | None, overrides: Mapping[str, object]) -> RunCo
 
 _CHOICES = {
     "strategy": ("parallel", "chain"),
-    "executor": ("local",),  # ray: planned
-    "allocation": ("uniform",),  # bandit: planned
+    "objective": OBJECTIVES,
+    "crossover": (0, 1),
+    "executor": ("local", "ray"),
+    "allocation": POLICIES,
 }
 
 
@@ -115,9 +138,43 @@ def _validate(config: RunConfig) -> None:
     for name, allowed in _CHOICES.items():
         value = getattr(config, name)
         if value not in allowed:
-            raise ConfigError(f"--{name} {value!r} is not available: use {' or '.join(allowed)}")
+            choices = " or ".join(str(a) for a in allowed)
+            raise ConfigError(f"--{name} {value!r} is not available: use {choices}")
     if config.seeds < 2:
         raise ConfigError("--seeds must be at least 2: one seed cannot measure noise")
+    floor = config.allocation_floor
+    if isinstance(floor, bool) or not isinstance(floor, int) or floor < 1:
+        raise ConfigError("--allocation-floor must be a whole number of generations, 1 or more")
+    for name in ("workers", "agent_concurrency"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a whole number, 1 or more")
+    if config.address and config.executor != "ray":
+        raise ConfigError("--address names a Ray cluster: add --executor ray, or drop --address")
+    for name in ("budget_tokens", "budget_cost", "time_weight", "time_tolerance", "elite"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a number, 0 or more")
+    if config.crossover and config.elite < 2:
+        raise ConfigError("--crossover 1 needs an elite of at least 2: set --elite 2 or more")
+
+
+def _prices(raw: object, path: Path | None) -> dict[str, tuple[float, float]]:
+    """A [prices] table as {family: (input, output)} USD per million tokens."""
+    where = path or "options"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f'[prices] in {where} must be a table like "gpt-4o" = [2.5, 10.0]')
+    prices = {}
+    for name, pair in raw.items():
+        ok = isinstance(pair, list | tuple) and len(pair) == 2
+        ok = ok and all(isinstance(x, int | float) and x >= 0 for x in pair)
+        if not ok:
+            raise ConfigError(
+                f"price of {name!r} in {where} must be [input, output] USD per million tokens, "
+                f"two numbers >= 0, e.g. [2.5, 10.0]"
+            )
+        prices[str(name)] = (float(pair[0]), float(pair[1]))
+    return prices
 
 
 def config_from_dict(raw: Mapping[str, object]) -> RunConfig:
@@ -127,4 +184,7 @@ def config_from_dict(raw: Mapping[str, object]) -> RunConfig:
 
     known = {f.name for f in dataclasses.fields(RunConfig)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+    prices = values.get("prices")
+    if isinstance(prices, Mapping):
+        values["prices"] = {k: (float(a), float(b)) for k, (a, b) in prices.items()}
     return RunConfig(**values)  # type: ignore[arg-type]

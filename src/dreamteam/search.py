@@ -1,11 +1,17 @@
 """The research loop: generations of proposals, multi-fidelity screening, selection under noise.
 
     generation 0: the baseline, measured at the screening and confirmation fidelities
-    generation N: every persona proposes from the parent ─► edits ─► dedupe by code hash
+    generation N: the personas given slots (allocation.py) propose from the parent ─► edits
+        ─► a research record each; a repeat (same code, or same change) is not trained
         ─► screen all at the low-cost fidelity (one seed) ─► promote the top fraction
         ─► confirm at the chosen fidelity with several seeds ─► replace the parent only
-           when the improvement exceeds the 95 % interval of the noise
+           when the improvement exceeds the 95 % interval of the noise (under the objective)
+        ─► keep the elite (top confirmed); a new parent is rechecked on one more seed
+           before its second generation, and an elite member that beats that takes over
     end: the best is measured again on fresh seeds, beside the baseline, for the final figure
+
+Budgets (minutes, agent tokens, USD) stop the run between generations; once tokens or cost
+run out no further agent call starts (budget.py).
 
 Everything is read from the store before it is computed, so a resumed run recomputes nothing
 that finished.
@@ -13,38 +19,36 @@ that finished.
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from dreamteam.agents import Agent, AgentRequest, AgentTeam
+from dreamteam.agents import AgentTeam
+from dreamteam.budget import (
+    Limits,
+    Meter,
+    Spend,
+    check_prices,
+    metered,
+    spent_reason,
+)
 from dreamteam.config import RunConfig
-from dreamteam.edits import apply_edits, diff_files, parse_edits
-from dreamteam.errors import AgentError, ConfigError
+from dreamteam.errors import ConfigError
+from dreamteam.events import Event
 from dreamteam.executors import Executor, Job
-from dreamteam.personas import Persona, PersonaLibrary
-from dreamteam.prompting import HistoryItem, build_prompt, repair_note
+from dreamteam.personas import PersonaLibrary
+from dreamteam.pipeline import Arrivals, Turn, waits_on_network
+from dreamteam.proposing import Proposer, code_hash, repairable
 from dreamteam.selection import Comparison, Estimate, compare, estimate, promote
+from dreamteam.standing import Standing
 from dreamteam.store import CandidateRecord, RunStore
 from dreamteam.tasks import Task
 from dreamteam.team import pick_team
+from dreamteam.trial import TrialResult
 from dreamteam.types import Status
 
 BASE_SEED = 1337
 BASELINE_ID = "g0-baseline"
-
-
-@dataclass(frozen=True)
-class Event:
-    """Progress for displays: what happened, to which candidate."""
-
-    kind: str  # proposed | trial | generation | final
-    candidate: str = ""
-    persona: str = ""
-    detail: str = ""
-    loss: float | None = None
 
 
 @dataclass(frozen=True)
@@ -62,26 +66,18 @@ class RunSummary:
     candidates: int
     statuses: dict[str, int] = field(default_factory=dict)
     stopped: str = ""  # why the run ended early, if it did
+    elite: tuple[str, ...] = ()  # the top confirmed candidates, best first
+    tokens: int = 0  # agent input + output tokens over the run
+    cost: float = 0.0  # USD
 
 
 def seed_plan(config: RunConfig) -> dict[str, tuple[int, ...]]:
-    """The seeds of a run: one to screen, `seeds` to confirm, `seeds` fresh ones at the end."""
+    """The seeds of a run: one to screen, `seeds` to confirm, `seeds` fresh ones at the end,
+    and one more to recheck a parent before it leads a second generation."""
     confirm = tuple(BASE_SEED + 1 + i for i in range(config.seeds))
     final = tuple(BASE_SEED + 1 + config.seeds + i for i in range(config.seeds))
-    return {"screen": (BASE_SEED,), "confirm": confirm, "final": final}
-
-
-def code_hash(files: dict[str, str]) -> str:
-    """A hash of the code that ignores comments, docstrings' layout and formatting."""
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        try:
-            tree = ast.parse(files[name])
-            text = ast.dump(tree, annotate_fields=False)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            text = files[name]
-        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
-    return digest.hexdigest()[:16]
+    recheck = (BASE_SEED + 1 + 2 * config.seeds,)
+    return {"screen": (BASE_SEED,), "confirm": confirm, "final": final, "recheck": recheck}
 
 
 class Search:
@@ -98,54 +94,89 @@ class Search:
         on_event: Callable[[Event], None] = lambda e: None,
     ):
         self.config, self.task, self.store = config, task, store
-        self.agents, self.executor, self.on_event = agents, executor, on_event
+        self.agents, self.executor, self._show = agents, executor, on_event
         self.team = pick_team(library, config)
         self.started = time.monotonic()
         plan = seed_plan(config)
         self.screen_seed = plan["screen"][0]
         self.confirm_seeds, self.final_seeds = plan["confirm"], plan["final"]
         self.noise_sd = 0.0
+        self.standing = Standing(store, config, BASELINE_ID, self.confirm_seeds, plan["recheck"][0])
+        self.limits = Limits(config.budget_minutes, config.budget_tokens, config.budget_cost)
+        self._rescue_note = ""  # how the elite replaced this generation's parent, if it did
+        self._elite: list[str] = []  # as it stood after the last finished generation
+        check_prices((a.name for a in agents.agents()), self.limits, config.prices)
+        self.meter = Meter(self.limits, config.prices, *store.usage())  # resumed: spent before
+        self.agents = metered(agents, self.meter)  # no call starts once tokens or cost run out
+        self.proposer = Proposer(
+            config,
+            task,
+            store,
+            self.agents,
+            self.team,
+            self.standing,
+            self.screen_seed,
+            self.limits,
+            self.spend,
+            self.on_event,
+        )
 
     # -- measuring ------------------------------------------------------------------------
     def _measure(
-        self, candidates: Sequence[CandidateRecord], fidelity: str, seeds: Sequence[int]
+        self,
+        candidates: Iterable[CandidateRecord],
+        fidelity: str,
+        seeds: Sequence[int],
+        settled: Callable[[], bool] = lambda: True,
     ) -> None:
-        """Run every missing (candidate, seed) trial at `fidelity`; store each as it finishes."""
+        """Run every missing (candidate, seed) trial at `fidelity`; store each as it finishes.
+
+        `candidates` may still be arriving (proposals being answered): each one's trials start
+        as soon as it arrives, but results wait in memory until `settled()` says every
+        proposal of the batch is recorded, so none is recorded against a store the sequential
+        loop would not have shown it.
+        """
         # the weights of each candidate's first confirmation are kept, for `dreamteam sample`
         keep = fidelity == self.config.fidelity
-        jobs = [
-            Job(
+        by_id: dict[str, CandidateRecord] = {}
+        held: list[tuple[Job, TrialResult]] = []
+
+        def jobs() -> Iterator[Job]:
+            for c in candidates:
+                by_id[c.id] = c
+                for seed in seeds:
+                    if self.store.trial(c.id, fidelity, seed) is None:
+                        kept = keep and seed == seeds[0]
+                        ckpt = self.store.candidate_dir(c) / "ckpt.pt" if kept else None
+                        yield Job(c.id, dict(c.files), fidelity, seed, ckpt)
+
+        for finished in self.executor.run(_announced(jobs(), self.on_event)):
+            held.append(finished)
+            while held and settled():
+                job, result = held.pop(0)
+                self._store_trial(by_id[job.candidate], fidelity, job, result)
+        for job, result in held:
+            self._store_trial(by_id[job.candidate], fidelity, job, result)
+
+    def _store_trial(
+        self, c: CandidateRecord, fidelity: str, job: Job, result: TrialResult
+    ) -> None:
+        """One finished trial into the store, with the candidate's outcome and log."""
+        self.store.add_trial(job.candidate, result)
+        screening = fidelity == self.config.screen_fidelity
+        if not c.status or result.status is not Status.OK or screening:
+            self.store.set_outcome(c.id, str(result.status), result.reason)
+        if screening:
+            self.store.write_log(c, result.log)
+        self.on_event(
+            Event(
+                "trial",
                 c.id,
-                dict(c.files),
-                fidelity,
-                seed,
-                self.store.candidate_dir(c) / "ckpt.pt" if keep and seed == seeds[0] else None,
+                c.persona,
+                f"{fidelity} seed {job.seed}: {result.status}",
+                result.val_loss,
             )
-            for c in candidates
-            for seed in seeds
-            if self.store.trial(c.id, fidelity, seed) is None
-        ]
-        by_id = {c.id: c for c in candidates}
-        for job, result in self.executor.run(jobs):
-            self.store.add_trial(job.candidate, result)
-            c = by_id[job.candidate]
-            if (
-                not c.status
-                or result.status is not Status.OK
-                or fidelity == self.config.screen_fidelity
-            ):
-                self.store.set_outcome(c.id, str(result.status), result.reason)
-            if fidelity == self.config.screen_fidelity:
-                self.store.write_log(c, result.log)
-            self.on_event(
-                Event(
-                    "trial",
-                    c.id,
-                    c.persona,
-                    f"{fidelity} seed {job.seed}: {result.status}",
-                    result.val_loss,
-                )
-            )
+        )
 
     def _estimate(self, candidate: str, fidelity: str, seeds: Sequence[int]) -> Estimate | None:
         losses = []
@@ -156,109 +187,16 @@ class Search:
             losses.append(t.val_loss)
         return estimate(losses)
 
-    def _out_of_time(self) -> bool:
-        limit = self.config.budget_minutes
-        return bool(limit) and time.monotonic() - self.started > limit * 60
+    # -- budgets and progress -------------------------------------------------------------
+    def spend(self) -> Spend:
+        """Tokens and cost over the whole run, minutes of this process."""
+        return Spend(self.meter.tokens, self.meter.cost, (time.monotonic() - self.started) / 60)
+
+    def on_event(self, event: Event) -> None:
+        """Pass an event to the display, with the run's spend so far."""
+        self._show(replace(event, spend=self.spend()))
 
     # -- proposing ------------------------------------------------------------------------
-    def _history(self) -> list[HistoryItem]:
-        items = []
-        for c in self.store.candidates():
-            if c.kind == "baseline":
-                continue
-            t = self.store.trial(c.id, self.config.screen_fidelity, self.screen_seed)
-            parent = self.store.trial(c.parent or "", self.config.screen_fidelity, self.screen_seed)
-            loss = t.val_loss if t else None
-            delta = (
-                loss - parent.val_loss if loss is not None and parent and parent.val_loss else None
-            )
-            summary = c.summary if c.status == Status.OK else f"{c.status}: {c.reason[:160]}"
-            items.append(HistoryItem(c.id, c.persona, c.status, loss, delta, summary))
-        items.sort(key=lambda h: (h.val_loss is None, h.val_loss or 0.0))
-        return items
-
-    def _propose(
-        self,
-        generation: int,
-        persona: Persona,
-        parent: CandidateRecord,
-        index: int,
-        steering: str,
-        history: Sequence[HistoryItem],
-        repair_of: CandidateRecord | None = None,
-    ) -> CandidateRecord:
-        """One answer from the persona's agent, turned into a stored candidate.
-
-        With `repair_of`, the persona gets another turn at its own failed candidate: the
-        prompt shows that candidate's code, its failure and its log tail.
-        """
-        cid = f"g{generation}-{persona.slug}" + (f"-{index}" if index > 1 else "")
-        if repair_of is not None:
-            cid = f"{repair_of.id}-r"
-        stored = self.store.candidate(cid)
-        if stored is not None:
-            return stored
-        agent: Agent = self.agents.for_mode(persona.mode)
-        prompt = build_prompt(persona, self.task, parent.files, history, steering)
-        if repair_of is not None:
-            prompt += "\n\n" + repair_note(
-                repair_of.status, repair_of.reason, self.store.trial_log(repair_of.id)
-            )
-        request = AgentRequest(
-            prompt=prompt,
-            persona=persona.slug,
-            mode=persona.mode,
-            files=tuple(parent.files.items()),
-            techniques=persona.technique_keys,
-            seed=self.config.seed * 1000 + generation,
-        )
-        # the record as it stands if the agent fails: the parent's files, marked invalid
-        record = CandidateRecord(
-            id=cid,
-            generation=generation,
-            persona=persona.slug,
-            mode=str(persona.mode),
-            parent=parent.id,
-            kind="repair" if repair_of is not None else "proposal",
-            code_hash="",
-            files=parent.files,
-            status=str(Status.INVALID),
-        )
-        try:
-            response = agent.propose(request)
-        except AgentError as exc:
-            record = replace(record, reason=f"agent failed: {exc}")
-            self.store.add_candidate(record)
-            return record
-        parsed = parse_edits(response.text, parent.files, self.task.aliases)
-        applied = apply_edits(parent.files, parsed)
-        files = dict(applied.files)
-        record = replace(
-            record,
-            code_hash=code_hash(files),
-            files=files,
-            diff=diff_files(parent.files, files),
-            response=response.text,
-            model=response.model,
-            tokens_in=response.usage.input_tokens,
-            tokens_out=response.usage.output_tokens,
-            latency=response.latency_s,
-            status="" if applied.ok else str(Status.INVALID),
-            reason="" if applied.ok else applied.reason() or "the answer changed no file",
-            summary=_summary_line(response.text),
-        )
-        twin = self.store.by_hash(record.code_hash) if applied.ok else None
-        if twin is not None:
-            record = replace(
-                record,
-                kind="duplicate",
-                status=twin.status or str(Status.INVALID),
-                reason=f"same code as {twin.id}: not retrained",
-            )
-        self.store.add_candidate(record)
-        self.on_event(Event("proposed", cid, persona.slug, record.status or "valid"))
-        return record
-
     # -- generations ----------------------------------------------------------------------
     def _baseline(self) -> CandidateRecord:
         stored = self.store.candidate(BASELINE_ID)
@@ -292,33 +230,43 @@ class Search:
 
     def _generation(self, number: int, parent: CandidateRecord) -> CandidateRecord:
         self.store.start_generation(number, parent.id)
-        steering = self._steering(number)
-        proposals = []
-        current = parent
+        steering = self.proposer.steering(number)
         seen: dict[str, int] = {}
-        history = self._history()  # what earlier generations learned, read once
-        for persona in self.team:
+        slots = []  # (persona, its n-th slot in this generation)
+        history = self.proposer.history()  # what earlier generations learned, read once
+        for persona in self.proposer.allocate(number):
             seen[persona.slug] = seen.get(persona.slug, 0) + 1
-            c = self._propose(number, persona, current, seen[persona.slug], steering, history)
-            proposals.append(c)
-            if self.config.strategy == "chain" and c.kind == "proposal" and not c.status:
-                current = c  # the next persona builds on this one
-        fresh = self._screen(proposals)
+            slots.append((persona, seen[persona.slug]))
+        if self.config.strategy == "chain":
+            proposals, current = [], parent
+            for persona, index in slots:
+                turn = self.proposer.turn(number, persona, current, index, steering, history)
+                c = self.proposer.record(turn, turn.ask())
+                proposals.append(c)
+                if c.kind == "proposal" and not c.status:
+                    current = c  # the next persona builds on this one
+            proposals += self.proposer.crossovers(number)
+            fresh = self._screen(proposals)
+        else:  # all from the parent: every agent asked at once, each answer screened on arrival
+            turns = [self.proposer.turn(number, p, parent, i, steering, history) for p, i in slots]
+            proposals, fresh = self._screen_as_answered(
+                turns, lambda: self.proposer.crossovers(number)
+            )
         for _ in range(self.config.repair):
             broken = [
-                c for c in (self.store.candidate(p.id) for p in proposals) if c and _repairable(c)
+                c for c in (self.store.candidate(p.id) for p in proposals) if c and repairable(c)
             ]
             if not broken:
                 break
             by_slug = {p.slug: p for p in self.team}
-            history = self._history()  # now with this generation's screening
+            history = self.proposer.history()  # now with this generation's screening
             repairs = [
-                self._propose(number, by_slug[c.persona], c, 1, steering, history, repair_of=c)
+                self.proposer.turn(number, by_slug[c.persona], c, 1, steering, history, repair_of=c)
                 for c in broken
                 if c.persona in by_slug
             ]
-            proposals = repairs
-            fresh += self._screen(repairs)
+            proposals, repaired = self._screen_as_answered(repairs)
+            fresh += repaired
         parent_screen = self.store.trial(parent.id, self.config.screen_fidelity, self.screen_seed)
         limit = parent_screen.val_loss if parent_screen and parent_screen.val_loss else float("inf")
         screened = [
@@ -337,41 +285,85 @@ class Search:
         self.on_event(Event("generation", best.id, best.persona, note))
         return best
 
-    def _screen(self, proposals: Sequence[CandidateRecord]) -> list[CandidateRecord]:
-        """Screen the new, valid candidates at the cheap fidelity; return them."""
-        fresh = [
-            c
-            for c in proposals
-            if c.kind in ("proposal", "repair") and c.status in ("", str(Status.OK))
-        ]
-        self._measure(fresh, self.config.screen_fidelity, [self.screen_seed])
+    def _screen(
+        self, proposals: Iterable[CandidateRecord], settled: Callable[[], bool] = lambda: True
+    ) -> list[CandidateRecord]:
+        """Screen the new, valid candidates at the cheap fidelity, each as soon as it arrives
+        (`proposals` may still be arriving; see `_measure`); return them."""
+        fresh: list[CandidateRecord] = []
+
+        def valid() -> Iterator[CandidateRecord]:
+            for c in proposals:
+                new = c.kind in ("proposal", "repair", "crossover")
+                if new and c.status in ("", str(Status.OK)):
+                    fresh.append(c)
+                    yield c
+
+        self._measure(valid(), self.config.screen_fidelity, [self.screen_seed], settled)
         return fresh
+
+    def _screen_as_answered(
+        self, turns: Sequence[Turn], then: Callable[[], Sequence[CandidateRecord]] | None = None
+    ) -> tuple[list[CandidateRecord], list[CandidateRecord]]:
+        """Ask every turn's agent at once (`agent_concurrency` calls in flight; in line under
+        the chain strategy and for in-process agents, see pipeline.py), record the answers in
+        turn order, then `then()`'s candidates, and screen each valid one as soon as it is
+        recorded.
+
+        Returns every record, in order, and the screened ones.
+        """
+        concurrency = 1 if self.config.strategy == "chain" else self.config.agent_concurrency
+        remote = [t.agent is not None and waits_on_network(t.agent) for t in turns]
+        arrivals = Arrivals(
+            [t.ask for t in turns],
+            lambda i, a: self.proposer.record(turns[i], a),
+            concurrency,
+            then,
+            remote,
+        )
+        fresh = self._screen(arrivals, settled=arrivals.poll)
+        return arrivals.wait_all(), fresh
 
     def _select(
         self, parent: CandidateRecord, promoted: Sequence[str]
     ) -> tuple[CandidateRecord, str]:
-        base = self._estimate(parent.id, self.config.fidelity, self.confirm_seeds)
-        best, best_cmp = parent, None
-        for cid in promoted:
-            est = self._estimate(cid, self.config.fidelity, self.confirm_seeds)
-            if est is None or base is None:
-                continue
-            cmp = compare(est, base, self.noise_sd)
-            if cmp.better and (best_cmp is None or cmp.delta < best_cmp.delta):
-                best, best_cmp = self.store.candidate(cid) or parent, cmp
-        if best_cmp is None:
-            return parent, f"kept {parent.id}: no finalist beat it beyond the noise"
-        return (
-            best,
-            f"{best.id} replaces {parent.id}: delta {best_cmp.delta:+.4f} (ci95 {best_cmp.ci95:.4f})",
-        )
+        """The finalist that beats the parent beyond the noise under the objective, else the
+        parent; the note says which, and how the elite changed the parent, if it did."""
+        rescued, self._rescue_note = self._rescue_note, ""
+        picked = self.standing.select(parent.id, promoted)
+        best = self.store.candidate(picked[0]) if picked else None
+        if picked is None or best is None:
+            note = f"kept {parent.id}: no finalist beat it beyond the noise"
+            return parent, "; ".join(filter(None, [rescued, note]))
+        v = picked[1]
+        what = "" if self.config.objective == "loss" else f"{self.config.objective} "
+        note = f"{best.id} replaces {parent.id}: {what}delta {v.delta:+.4f} (ci95 {v.ci95:.4f})"
+        if self.config.objective in ("loss+time", "pareto"):
+            note += f", training {v.minutes_delta:+.2f} min (ci95 {v.minutes_ci95:.2f})"
+        return best, "; ".join(filter(None, [rescued, note]))
 
-    def _steering(self, generation: int) -> str:
-        path = self.store.run_dir / "steering.md"
-        text = path.read_text(encoding="utf-8") if path.is_file() else ""
-        if text.strip():
-            self.store.record_steering(generation, text)
-        return text
+    # -- the elite and crossover ----------------------------------------------------------
+    def _proven(self, number: int, parent: CandidateRecord) -> CandidateRecord:
+        """The parent for generation `number`: rechecked on one more seed if it has not led a
+        generation yet, and replaced by an elite member that now beats it beyond the noise."""
+        if not self.config.elite or number < 2:
+            return parent
+        if parent.id != BASELINE_ID:
+            self._measure([parent], self.config.fidelity, [self.standing.recheck_seed])
+        members = self.store.elite(number - 1)
+        heir = self.standing.rescue(parent.id, members)
+        record = self.store.candidate(heir) if heir else None
+        if record is None:
+            return parent
+        self._rescue_note = (
+            f"{record.id} took over from {parent.id} (rechecked, worse beyond the noise)"
+        )
+        self.on_event(Event("rescue", record.id, record.persona, self._rescue_note, None, number))
+        return record
+
+    def _record_elite(self, generation: int) -> None:
+        self._elite = self.standing.elite() if self.config.elite else []
+        self.store.set_elite(generation, self._elite)
 
     def _write_results(self, generation: int) -> None:
         lines = []
@@ -384,15 +376,33 @@ class Search:
 
     # -- the whole run --------------------------------------------------------------------
     def run(self) -> RunSummary:
-        """Run (or resume) every generation, then confirm the best on fresh seeds."""
+        """Run (or resume) every generation, then confirm the best on fresh seeds.
+
+        A spent budget stops the run between generations; a token or cost budget spent during
+        a generation's proposals skips the rest of them, and that generation still finishes.
+        """
         baseline = self._baseline()
+        self._record_elite(0)
+        self._show_best(0, baseline)
         parent, stopped = baseline, ""
         for number in range(1, self.config.generations + 1):
-            if self._out_of_time():
-                stopped = f"budget of {self.config.budget_minutes} minutes reached before generation {number}"
+            if spent := spent_reason(self.spend(), self.limits):
+                stopped = f"{spent} before generation {number}"
                 break
+            parent = self._proven(number, parent)
+            self.on_event(Event("start", detail=f"of {self.config.generations}", generation=number))
             parent = self._generation(number, parent)
+            self._record_elite(number)
+            self._show_best(number, parent)
+        if self.proposer.skipped and not stopped:
+            reason = spent_reason(self.spend(), self.limits, minutes=False)
+            stopped = f"{reason}: {self.proposer.skipped} proposal(s) not asked for"
         return self._final(baseline, parent, stopped)
+
+    def _show_best(self, generation: int, best: CandidateRecord) -> None:
+        m = self.standing.measured(best.id)
+        loss = m.loss.mean if m else None
+        self.on_event(Event("best", best.id, best.persona, "", loss, generation))
 
     def _final(self, baseline: CandidateRecord, best: CandidateRecord, stopped: str) -> RunSummary:
         seeds = self.final_seeds if best.id != baseline.id else self.confirm_seeds
@@ -410,6 +420,7 @@ class Search:
             if cand.kind != "baseline":
                 statuses[cand.status or "pending"] = statuses.get(cand.status or "pending", 0) + 1
         self.on_event(Event("final", best.id, best.persona, "", c.mean))
+        spend = self.spend()
         return RunSummary(
             best.id,
             best.persona,
@@ -422,31 +433,14 @@ class Search:
             sum(statuses.values()),
             statuses,
             stopped,
+            tuple(self._elite),
+            spend.tokens,
+            spend.cost,
         )
 
 
-_REPAIRABLE = (str(Status.INVALID), str(Status.CRASHED))
-
-
-def _repairable(c: CandidateRecord) -> bool:
-    """Failed for a reason its author can fix: checks, edits or a crash (not the agent)."""
-    return (
-        c.kind in ("proposal", "repair")
-        and c.status in _REPAIRABLE
-        and not c.reason.startswith("agent failed")
-    )
-
-
-def _summary_line(text: str) -> str:
-    """What the agent says it changed: its bullet points before the code, else its first line."""
-    prose = text.split("```", 1)[0].splitlines()
-    bullets = [
-        line.strip()[2:].split(". Why:")[0] for line in prose if line.strip().startswith("- ")
-    ]
-    if bullets:
-        return "; ".join(bullets)[:240]
-    for line in prose:
-        line = line.strip().lstrip("#*- ").strip()
-        if line:
-            return line[:240]
-    return ""
+def _announced(jobs: Iterable[Job], emit: Callable[[Event], None]) -> Iterator[Job]:
+    """The jobs, each announced as the executor takes it, so a display shows what trains."""
+    for job in jobs:
+        emit(Event("started", job.candidate, detail=f"{job.fidelity} seed {job.seed}"))
+        yield job

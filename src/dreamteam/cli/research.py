@@ -14,19 +14,22 @@ from rich.table import Table
 
 from dreamteam.agents import Credentials, build_team, parse_model_map
 from dreamteam.agents.offline import OfflineAgent
+from dreamteam.allocation import repair_rescue
+from dreamteam.budget import Limits
 from dreamteam.cli.context import console, settings
 from dreamteam.cli.evaluate import task_data
+from dreamteam.cli.progress import Progress, choose_mode
 from dreamteam.config import config_from_dict, load_run_config
 from dreamteam.data import load_tokenizer
-from dreamteam.device import cpu_threads, select_device
+from dreamteam.device import cpu_threads
 from dreamteam.edits import diff_files
-from dreamteam.errors import StoreError
-from dreamteam.executors import LocalExecutor
+from dreamteam.errors import ConfigError, StoreError, TaskError
+from dreamteam.executors import make_executor
 from dreamteam.personas import load_library
 from dreamteam.report import write_report
 from dreamteam.sampling import SamplingSettings, sample_tokens
 from dreamteam.sandbox import probe_isolation
-from dreamteam.search import Event, RunSummary, Search
+from dreamteam.search import RunSummary, Search
 from dreamteam.store import CandidateRecord, RunStore, list_runs
 from dreamteam.tasks import load_task
 from dreamteam.trial import TrialBudget
@@ -36,16 +39,6 @@ runs_app = typer.Typer(help="Runs on this machine.", no_args_is_help=True)
 
 def _new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
-
-
-def _show_event(event: Event) -> None:
-    if event.kind == "proposed":
-        console.print(f"  proposed {event.candidate} ({event.persona}): {event.detail}")
-    elif event.kind == "trial":
-        loss = f" val_loss={event.loss:.4f}" if event.loss is not None else ""
-        console.print(f"  [dim]trial {event.candidate} {event.detail}{loss}[/dim]")
-    elif event.kind == "generation":
-        console.print(f"[bold]generation done:[/bold] {event.detail}")
 
 
 def run(
@@ -61,21 +54,55 @@ def run(
     ),
     seeds: int = typer.Option(None, "--seeds", min=2, help="Seeds per confirmation (>= 2)."),
     workers: int = typer.Option(None, "--workers", min=1),
-    executor: str = typer.Option(None, "--executor", help="local (ray: not yet)."),
-    address: str = typer.Option(None, "--address"),
+    executor: str = typer.Option(
+        None, "--executor", help="local, or ray (extra `ray`): each trial a Ray task."
+    ),
+    address: str = typer.Option(
+        None, "--address", help="ray: the cluster to attach to (auto: this machine's)."
+    ),
+    agent_concurrency: int = typer.Option(
+        None, "--agent-concurrency", min=1, help="LLM calls in flight at once (1: in line)."
+    ),
     run_dir: Path = typer.Option(
         None, "--run-dir", help="Where the run lives (default: DREAMTEAM_HOME/runs/ID)."
     ),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory."),
     budget_minutes: float = typer.Option(None, "--budget-minutes", min=0),
     repair: int = typer.Option(None, "--repair", min=0),
-    allocation: str = typer.Option(None, "--allocation"),
+    allocation: str = typer.Option(
+        None, "--allocation", help="uniform (each persona once) or bandit (more to winners)."
+    ),
+    allocation_floor: int = typer.Option(
+        None, "--allocation-floor", min=1, help="bandit: each persona once in N generations."
+    ),
     screen_fidelity: str = typer.Option(
         None, "--screen-fidelity", help="Where every candidate starts."
     ),
     strategy: str = typer.Option(None, "--strategy", help="parallel or chain."),
     device: str = typer.Option(None, "--device"),
     record: str = typer.Option(None, "--record", help="Record LLM answers to this cassette."),
+    budget_tokens: int = typer.Option(
+        None, "--budget-tokens", min=0, help="Stop after this many agent tokens (in + out)."
+    ),
+    budget_cost: float = typer.Option(
+        None, "--budget-cost", min=0, help="Stop after this many USD of agent calls."
+    ),
+    objective: str = typer.Option(None, "--objective", help="loss, bpb, loss+time or pareto."),
+    time_weight: float = typer.Option(
+        None, "--time-weight", min=0, help="loss+time: nats per training minute."
+    ),
+    time_tolerance: float = typer.Option(
+        None,
+        "--time-tolerance",
+        min=0,
+        help="pareto: slower by this fraction still counts as not slower.",
+    ),
+    elite: int = typer.Option(None, "--elite", min=0, help="Confirmed candidates kept (0: off)."),
+    crossover: int = typer.Option(
+        None, "--crossover", min=0, max=1, help="1: add a crossover of two elite members."
+    ),
+    plain: bool = typer.Option(False, "--plain", help="Plain lines instead of a live panel."),
+    quiet: bool = typer.Option(False, "--quiet", help="Only the closing lines."),
 ) -> None:
     """Run the research loop: propose, screen, confirm, select, for N generations."""
     s = settings()
@@ -97,13 +124,22 @@ def run(
             workers=workers,
             executor=executor,
             address=address,
+            agent_concurrency=agent_concurrency,
             budget_minutes=budget_minutes,
             repair=repair,
             allocation=allocation,
+            allocation_floor=allocation_floor,
             screen_fidelity=screen_fidelity,
             strategy=strategy,
             device=device,
             record=record,
+            budget_tokens=budget_tokens,
+            budget_cost=budget_cost,
+            objective=objective,
+            time_weight=time_weight,
+            time_tolerance=time_tolerance,
+            elite=elite,
+            crossover=crossover,
         )
         cfg = load_run_config(config, options)
         target = run_dir or s.runs_dir / _new_run_id()
@@ -111,35 +147,44 @@ def run(
     t = load_task(cfg.task)
     for level in (cfg.screen_fidelity, cfg.fidelity):
         t.iterations(level)
+    if cfg.objective == "bpb" and not t.is_lm:
+        raise ConfigError(f"--objective bpb needs a language-model task; {t.name!r} has none")
     library = load_library([Path(p) for p in cfg.persona_dirs])
     credentials = Credentials.from_env(os.environ)
     team = build_team(
         parse_model_map(cfg.model),
         credentials,
         record=Path(cfg.record) if cfg.record else None,
-        offline=lambda: OfflineAgent(seed=cfg.seed),
+        offline=lambda: OfflineAgent(seed=cfg.seed, protected=t.protected),
     )
     isolation = probe_isolation()
     store.create_run(target.name, t.name, dataclasses.asdict(cfg), list(isolation.layers()))
-    trials = LocalExecutor(
+    trials = make_executor(
+        cfg.executor,
         t,
         task_data(t),
         isolation,
         TrialBudget(threads=cpu_threads(cfg.workers)),
         target / "work",
         workers=cfg.workers,
-        device=select_device(cfg.device),
+        device=cfg.device,
+        address=cfg.address,
     )
-    search = Search(cfg, t, library, team, store, trials, on_event=_show_event)
+    limits = Limits(cfg.budget_minutes, cfg.budget_tokens, cfg.budget_cost)
+    progress = Progress(console, choose_mode(console, plain, quiet), cfg.generations, limits)
+    search = Search(cfg, t, library, team, store, trials, on_event=progress)
     console.print(f"run {target}")
     console.print(
         f"team: {', '.join(p.slug for p in search.team)}; model: {cfg.model}; "
-        f"screen at {cfg.screen_fidelity}, confirm at {cfg.fidelity} x {cfg.seeds} seeds"
+        f"screen at {cfg.screen_fidelity}, confirm at {cfg.fidelity} x {cfg.seeds} seeds; "
+        f"objective {cfg.objective}"
     )
     try:
-        summary = search.run()
+        with progress:
+            summary = search.run()
     finally:
         team.close()
+        trials.close()
     store.finish_run("stopped" if summary.stopped else "done")
     report = write_report(store, target / "report.html")
     _print_summary(summary, report)
@@ -153,6 +198,10 @@ def _print_summary(summary: RunSummary, report: Path) -> None:
         f"{summary.candidates} candidates ({counts}); final figures at {summary.fidelity} "
         f"on fresh seeds {list(summary.seeds)}"
     )
+    if summary.elite:
+        console.print(f"elite: {', '.join(summary.elite)}")
+    if summary.tokens:
+        console.print(f"agents: {summary.tokens:,} tokens, ${summary.cost:.4f}")
     print(
         f"best: {summary.best} {summary.persona} val_loss={summary.val_loss:.4f} "
         f"baseline={summary.baseline:.4f} delta={summary.delta:+.4f} ci95={summary.ci95:.4f}"
@@ -224,6 +273,20 @@ def show(
     console.print(table)
     for g in store.generations():
         console.print(f"gen {g['number']}: {g['note'] or ''}")
+    _show_allocation(store)
+
+
+def _show_allocation(store: RunStore) -> None:
+    """Who got the proposal slots of each generation, and what repair turns rescued."""
+    for a in store.allocations():
+        slots = ", ".join(f"{slug} {n}" for slug, n in a.slots if n)
+        console.print(f"gen {a.generation} slots ({a.policy}): {slots}")
+    rescue = repair_rescue(store.candidates())
+    if rescue.fraction is not None:
+        console.print(
+            f"repair: rescued {rescue.rescued} of {rescue.repaired} failed candidates "
+            f"({rescue.fraction:.0%})"
+        )
 
 
 def _open_candidate(run: str | None, candidate: str) -> tuple[RunStore, CandidateRecord]:
@@ -322,8 +385,11 @@ def sample(
             f"`dreamteam export {store.run_dir.name} {c.id} DIR` then `dreamteam train` it"
         )
     s = settings()
+    info = store.run_info()
+    t = load_task(info["config"].get("task") or info["task"])
+    if not t.is_lm:
+        raise TaskError(f"task {t.name!r} is not a language model: there is no text to sample")
     encoding = load_tokenizer(home=s.home, mirror=s.mirror)
-    t = load_task(store.run_info()["task"])
     ids = sample_tokens(
         t,
         c.files,
