@@ -82,7 +82,9 @@ def main() -> None:
     print(f"team {team_size}, screen {screen}, confirm {confirm} x 2 seeds, workers {args.workers}")
     print(f"best: {summary.best} delta={summary.delta:+.4f} ci95={summary.ci95:.4f}")
     print(f"ranked result (baseline + screening + confirmation): {ranked / 60:.1f} min")
-    print(f"wall time with the final fresh-seed figure: {wall / 60:.1f} min; optimizer steps: {steps}")
+    print(
+        f"wall time with the final fresh-seed figure: {wall / 60:.1f} min; optimizer steps: {steps}"
+    )
     print(f"fraction of full-fidelity cost (one full run per candidate): {steps / full:.3f}")
 
 
