@@ -7,6 +7,7 @@ is better), so these tests run in a second; the real trainer is exercised by tes
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from dreamteam.agents import build_team, parse_model_map
@@ -22,11 +23,22 @@ from dreamteam.team import pick_team
 from dreamteam.trial import TrialResult
 from dreamteam.types import Status
 
+Scorer = Callable[[Job], tuple[float, float]]  # a job -> (val loss, training seconds)
+
+
+def lr_scorer(job: Job) -> tuple[float, float]:
+    """Lower loss for a larger learning rate, a little lower with a cosine schedule."""
+    train = job.files["train.py"]
+    m = re.search(r"^learning_rate = ([0-9.e-]+)", train, re.M)
+    lr = float(m.group(1)) if m else 3e-4
+    return 6.0 - min(lr, 1e-2) * 50 - (0.1 if "cos" in train else 0.0), 1.0
+
 
 class FakeExecutor:
-    """Scores by the code: lower loss for a larger learning rate; seed noise of +-0.01."""
+    """Trains nothing: scores each job by its code with `scorer`, plus seed noise of +-0.01."""
 
-    def __init__(self) -> None:
+    def __init__(self, scorer: Scorer = lr_scorer) -> None:
+        self.scorer = scorer
         self.calls: list[tuple[str, str, int]] = []
 
     def run(self, jobs):
@@ -35,10 +47,7 @@ class FakeExecutor:
             yield job, self._score(job)
 
     def _score(self, job: Job) -> TrialResult:
-        train = job.files["train.py"]
-        m = re.search(r"^learning_rate = ([0-9.e-]+)", train, re.M)
-        lr = float(m.group(1)) if m else 3e-4
-        loss = 6.0 - min(lr, 1e-2) * 50 - (0.1 if "cos" in train else 0.0)
+        loss, seconds = self.scorer(job)
         loss += 0.01 * ((job.seed % 3) - 1)
         return TrialResult(
             Status.OK,
@@ -48,7 +57,7 @@ class FakeExecutor:
             40,
             val_loss=loss,
             bpb=loss / 2,
-            train_seconds=1.0,
+            train_seconds=seconds,
             log=f"fake {loss}",
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from dreamteam.agents import AgentResponse, Usage, build_team, parse_model_map
@@ -18,8 +18,7 @@ from dreamteam.report.build import render_report
 from dreamteam.search import BASELINE_ID, Search, seed_plan
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
-from dreamteam.trial import TrialResult
-from dreamteam.types import Status
+from test_search import FakeExecutor, Scorer
 
 TASK = load_task("shakespeare")
 TRAIN = TASK.baseline_files()["train.py"]
@@ -59,37 +58,6 @@ class ScriptedTeam:
         )
 
 
-Scorer = Callable[[Job], tuple[float, float]]  # a job -> (val loss, training seconds)
-
-
-class CodeExecutor:
-    """Trains nothing: scores each job with `scorer`, plus a seed-dependent +-0.01."""
-
-    def __init__(self, scorer: Scorer):
-        self.scorer = scorer
-        self.calls: list[tuple[str, str, int]] = []
-
-    def run(self, jobs):
-        for job in jobs:
-            self.calls.append((job.candidate, job.fidelity, job.seed))
-            loss, seconds = self.scorer(job)
-            loss += 0.01 * ((job.seed % 3) - 1)
-            yield (
-                job,
-                TrialResult(
-                    Status.OK,
-                    "",
-                    job.seed,
-                    job.fidelity,
-                    40,
-                    val_loss=loss,
-                    bpb=loss / 2,
-                    train_seconds=seconds,
-                    log="",
-                ),
-            )
-
-
 def _lr(job: Job) -> float:
     m = re.search(r"^learning_rate = ([0-9.e-]+)", job.files["train.py"], re.M)
     return float(m.group(1)) if m else 3e-4
@@ -108,7 +76,7 @@ def _search(
     scorer: Scorer = _by_code,
     tokens: tuple[int, int] = (0, 0),
     **overrides: object,
-) -> tuple[Search, RunStore, CodeExecutor]:
+) -> tuple[Search, RunStore, FakeExecutor]:
     settings: dict[str, object] = {
         "generations": 2,
         "personas": tuple(answers),
@@ -123,7 +91,7 @@ def _search(
     team = build_team(parse_model_map("offline"), Credentials.from_env({}), offline=lambda: agent)
     store = RunStore(tmp_path / "run")
     store.create_run("run", "shakespeare", dataclasses.asdict(config), [])
-    executor = CodeExecutor(scorer)
+    executor = FakeExecutor(scorer)
     return Search(config, TASK, load_library(), team, store, executor), store, executor
 
 
