@@ -28,19 +28,20 @@ from pathlib import Path
 
 from dreamteam.agents import Credentials, build_team, parse_model_map
 from dreamteam.agents.offline import OfflineAgent
-from dreamteam.allocation import repair_rescue
 from dreamteam.config import RunConfig
-from dreamteam.data import resolve_data
-from dreamteam.device import cpu_threads
-from dreamteam.executors import Executor, Job, LocalExecutor
+from dreamteam.execute.devices import cpu_threads
+from dreamteam.execute.jobs import Executor, Job
+from dreamteam.execute.local import LocalExecutor
+from dreamteam.harness.sandbox.launcher import probe_isolation
+from dreamteam.harness.trial import TrialBudget
+from dreamteam.loop.search import Event, Search, code_hash, seed_plan
 from dreamteam.personas import load_library
-from dreamteam.sandbox import probe_isolation
-from dreamteam.search import Event, Search, code_hash, seed_plan
-from dreamteam.selection import estimate
+from dreamteam.propose.allocation import repair_rescue
+from dreamteam.records import Status, TrialResult
+from dreamteam.select.rules import estimate
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
-from dreamteam.trial import TrialBudget, TrialResult
-from dreamteam.types import Status
+from dreamteam.tasks.data import resolve_data
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Shared:
 
 
 def _incumbent_loss(store: RunStore, config: RunConfig, cid: str) -> float:
-    seeds = seed_plan(config)["confirm"]
+    seeds = seed_plan(config).confirm
     losses = [
         t.val_loss
         for t in store.trials(cid)

@@ -4,7 +4,7 @@ Both train the same protected shape (batch 8, context 64, 4 layers, 4 heads, wid
 GPT-2 vocabulary) on tiny Shakespeare, with an evaluation every 100 iterations, each in a
 fresh subprocess; the two are interleaved (A B A B ...) so machine noise hits both alike.
 The reference runs as a user would run it; the baseline runs in the environment the
-sandbox gives every candidate (see dreamteam.sandbox).
+sandbox gives every candidate (see dreamteam.harness.sandbox.launcher).
 
     python benchmarks/baseline_speed.py [--iters 300] [--rounds 2] [--quick]
 
@@ -21,9 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dreamteam.data import DataPaths, resolve_data
-from dreamteam.sandbox import candidate_environment
+from dreamteam.harness.sandbox.launcher import candidate_environment
 from dreamteam.tasks import load_task
+from dreamteam.tasks.data import DataPaths, resolve_data
 
 REFERENCE = r"""
 import math, sys, time

@@ -19,15 +19,15 @@ from pathlib import Path
 from dreamteam.agents import Credentials, build_team, parse_model_map
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig
-from dreamteam.data import resolve_data
-from dreamteam.device import cpu_threads
-from dreamteam.executors import LocalExecutor
+from dreamteam.execute.devices import cpu_threads
+from dreamteam.execute.local import LocalExecutor
+from dreamteam.harness.sandbox.launcher import probe_isolation
+from dreamteam.harness.trial import TrialBudget
+from dreamteam.loop.search import Event, Search
 from dreamteam.personas import load_library
-from dreamteam.sandbox import probe_isolation
-from dreamteam.search import Event, Search
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
-from dreamteam.trial import TrialBudget
+from dreamteam.tasks.data import resolve_data
 
 
 def main() -> None:

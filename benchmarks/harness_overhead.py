@@ -19,12 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from dreamteam.checks import check_candidate
-from dreamteam.data import resolve_data
-from dreamteam.device import cpu_threads
-from dreamteam.sandbox import probe_isolation
+from dreamteam.execute.devices import cpu_threads
+from dreamteam.harness.checks import check_candidate
+from dreamteam.harness.sandbox.launcher import probe_isolation
+from dreamteam.harness.trial import TrialBudget, run_trial
 from dreamteam.tasks import load_task
-from dreamteam.trial import TrialBudget, run_trial
+from dreamteam.tasks.data import resolve_data
 
 
 def main() -> None:

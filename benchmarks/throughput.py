@@ -27,15 +27,15 @@ from typing import Any
 
 from dreamteam.agents import Credentials, build_team, parse_model_map
 from dreamteam.config import RunConfig
-from dreamteam.data import resolve_data
-from dreamteam.device import cpu_threads
-from dreamteam.executors import make_executor
+from dreamteam.execute.choose import make_executor
+from dreamteam.execute.devices import cpu_threads
+from dreamteam.harness.sandbox.launcher import probe_isolation
+from dreamteam.harness.trial import TrialBudget
+from dreamteam.loop.search import Search
 from dreamteam.personas import Persona, load_library
-from dreamteam.sandbox import probe_isolation
-from dreamteam.search import Search
 from dreamteam.store import RunStore
 from dreamteam.tasks import Task, load_task
-from dreamteam.trial import TrialBudget
+from dreamteam.tasks.data import resolve_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from loopback import LoopbackLLM  # the tests' server, shared

@@ -13,24 +13,15 @@ from hypothesis import strategies as st
 
 from dreamteam.agents import AgentResponse, build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
-from dreamteam.allocation import (
-    Allocation,
-    Attempt,
-    Outcome,
-    bandit,
-    repair_rescue,
-    tally,
-    uniform,
-)
 from dreamteam.config import RunConfig, load_run_config
 from dreamteam.errors import ConfigError
-from dreamteam.executors import Job
+from dreamteam.execute.jobs import Job
+from dreamteam.loop.search import Search
 from dreamteam.personas import load_library
-from dreamteam.search import Search
-from dreamteam.store import CandidateRecord, RunStore
+from dreamteam.propose.allocation import Attempt, Outcome, bandit, repair_rescue, tally, uniform
+from dreamteam.records import Allocation, CandidateRecord, Status, TrialResult
+from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
-from dreamteam.trial import TrialResult
-from dreamteam.types import Status
 
 LIBRARY = load_library()
 TEAM = ("archimedes", "aristotle", "ada-lovelace")
@@ -117,15 +108,15 @@ def test_uniform_gives_every_team_member_one_turn_and_says_so(tmp_path: Path) ->
 
 
 def test_outcomes_and_tallies_count_wins_beyond_the_noise(tmp_path: Path) -> None:
-    from dreamteam.allocation import Yardstick, attempts
-    from dreamteam.search import BASELINE_ID, seed_plan
-    from dreamteam.standing import Standing
+    from dreamteam.loop.search import BASELINE_ID, seed_plan
+    from dreamteam.propose.allocation import Yardstick, attempts
+    from dreamteam.select.judge import Standing
 
     store = _run(tmp_path, "tally", generations=2, allocation="uniform")
     config = RunConfig(generations=2, personas=TEAM, fidelity="smoke")
     plan = seed_plan(config)
-    judge = Standing(store, config, BASELINE_ID, plan["confirm"], plan["recheck"][0])
-    tried = attempts(store, Yardstick(config.screen_fidelity, plan["screen"][0], judge))
+    judge = Standing(store, config, BASELINE_ID, plan.confirm, plan.recheck)
+    tried = attempts(store, Yardstick(config.screen_fidelity, plan.screen, judge))
     outcomes = {a.candidate: a.outcome for a in tried}
     assert outcomes["g1-aristotle"] is Outcome.WIN and outcomes["g2-aristotle"] is Outcome.WIN
     assert outcomes["g1-archimedes"] is Outcome.LOSS  # no better at screening

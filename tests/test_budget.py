@@ -7,13 +7,11 @@ import math
 import pytest
 
 from dreamteam.agents.base import AgentRequest, AgentResponse, Usage
-from dreamteam.agents.factory import AgentTeam
-from dreamteam.budget import (
+from dreamteam.agents.budget import (
     BudgetSpent,
     Limits,
     Meter,
     MeteredAgent,
-    Spend,
     answer_cost,
     check_prices,
     cost_of,
@@ -21,8 +19,9 @@ from dreamteam.budget import (
     price_of,
     spent_reason,
 )
+from dreamteam.agents.factory import AgentTeam
 from dreamteam.errors import ConfigError
-from dreamteam.types import Mode
+from dreamteam.records import Mode, Spend
 
 
 def test_the_longest_family_name_prices_a_model() -> None:

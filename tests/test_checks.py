@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dreamteam.checks import CheckReport, Violation, check_candidate
+from dreamteam.harness.checks import CheckReport, Violation, check_candidate
 from dreamteam.tasks import load_task
 
 TASK = load_task("shakespeare")

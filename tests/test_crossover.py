@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dreamteam.crossover import cross, crossover_candidate, hunks
-from dreamteam.store import CandidateRecord
+from dreamteam.propose.crossover import cross, crossover_candidate, hunks
+from dreamteam.records import CandidateRecord
 from dreamteam.tasks import load_task
 
 BASE = load_task("shakespeare").baseline_files()

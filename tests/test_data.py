@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dreamteam.data import SHA256, load_tokenizer, prepare_data, resolve_data, sha256_file
 from dreamteam.errors import DataError
+from dreamteam.tasks.data import SHA256, load_tokenizer, prepare_data, resolve_data, sha256_file
 
 
 def test_mirror_resolves_and_val_bytes_match_its_readme(mirror: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for dreamteam.edits: reading an agent's answer into edits and applying them."""
+"""Tests for dreamteam.propose.edits: reading an agent's answer into edits and applying them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dreamteam.edits import (
+from dreamteam.propose.edits import (
     Edit,
     EditKind,
     EditResult,

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dreamteam.evaluation import (
+from dreamteam.harness.scoring.lm import (
     N_CAUSAL_PROBES,
     N_DECOYS,
     N_REPEAT_PROBES,

@@ -26,18 +26,19 @@ from hypothesis import strategies as st
 from dreamteam.agents import AgentResponse, build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.config import RunConfig, load_run_config
-from dreamteam.data import DataPaths, resolve_data
-from dreamteam.device import cpu_threads, worker_devices
 from dreamteam.errors import ConfigError, DataError
-from dreamteam.executors import Job, LocalExecutor
+from dreamteam.execute.devices import cpu_threads, worker_devices
+from dreamteam.execute.jobs import Job
+from dreamteam.execute.local import LocalExecutor
+from dreamteam.harness.sandbox.launcher import probe_isolation
+from dreamteam.harness.trial import TrialBudget
+from dreamteam.loop.search import Search
 from dreamteam.personas import load_library
-from dreamteam.pipeline import Arrivals, waits_on_network
-from dreamteam.sandbox import probe_isolation
-from dreamteam.search import Search
+from dreamteam.propose.overlap import Arrivals, waits_on_network
+from dreamteam.records import Status, TrialResult
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
-from dreamteam.trial import TrialBudget, TrialResult
-from dreamteam.types import Status
+from dreamteam.tasks.data import DataPaths, resolve_data
 from hostile.candidates import at_train_start
 from test_search import FakeExecutor
 
@@ -106,7 +107,7 @@ def test_local_executor_yields_every_arriving_job_exactly_once(
     fake = _FakeTrials()
     tmp = tmp_path_factory.mktemp("local")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("dreamteam.executors.run_trial", fake)
+        mp.setattr("dreamteam.execute.local.run_trial", fake)
         jobs = _jobs(n, broken)
         out = list(_local(tmp, workers).run(_arriving(jobs, [])))
     assert Counter(j.candidate for j, _ in out) == Counter(j.candidate for j in jobs)
@@ -119,7 +120,7 @@ def test_local_executor_yields_every_arriving_job_exactly_once(
 def test_local_executor_pulls_a_job_only_when_a_worker_is_free(tmp_path: Path) -> None:
     log: list[str] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("dreamteam.executors.run_trial", _FakeTrials())
+        mp.setattr("dreamteam.execute.local.run_trial", _FakeTrials())
         for job, _ in _local(tmp_path, 1).run(_arriving(_jobs(3), log)):
             log.append(f"done {job.candidate}")
     assert log == ["pull c0", "done c0", "pull c1", "done c1", "pull c2", "done c2"]
@@ -133,7 +134,7 @@ def test_workers_spread_over_gpus_and_never_share_one(
     assert worker_devices("cuda:1", 2) == ["cuda:1", "cuda:1"]
     assert worker_devices("cpu", 2) == ["cpu", "cpu"]
     fake = _FakeTrials()
-    monkeypatch.setattr("dreamteam.executors.run_trial", fake)
+    monkeypatch.setattr("dreamteam.execute.local.run_trial", fake)
     out = list(_local(tmp_path, 2, "cuda").run(_jobs(8)))
     assert len(out) == 8 and fake.most <= 2  # the fake asserts no GPU is shared
 
@@ -329,7 +330,7 @@ def test_executor_settings_are_checked() -> None:
 
 # -- the Ray executor -----------------------------------------------------------------------
 def test_ray_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from dreamteam.executors_ray import RayExecutor
+    from dreamteam.execute.ray import RayExecutor
 
     monkeypatch.setitem(__import__("sys").modules, "ray", None)
     with pytest.raises(ConfigError, match=r"pip install 'dreamteam\[ray\]'"):
@@ -339,7 +340,7 @@ def test_ray_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 def test_a_node_finds_its_data_or_says_where_to_put_it(
     mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dreamteam.executors_ray import _node_data
+    from dreamteam.execute.ray import _node_data
 
     monkeypatch.delenv("DREAMTEAM_DATA_MIRROR", raising=False)
     monkeypatch.setenv("DREAMTEAM_HOME", str(tmp_path / "home"))
@@ -360,7 +361,7 @@ def ray_local() -> Iterator[object]:
 
 
 def _ray(tmp_path: Path, trial_fn, workers: int = 2):
-    from dreamteam.executors_ray import RayExecutor
+    from dreamteam.execute.ray import RayExecutor
 
     budget = TrialBudget(threads=1)
     return RayExecutor(TASK, DataPaths(tmp_path), budget, workers, trial_fn=trial_fn)
@@ -435,7 +436,7 @@ class _Scripted:
 def test_a_generation_on_ray_gives_the_local_executors_statuses(
     ray_local: object, tmp_path: Path, mirror: Path
 ) -> None:
-    from dreamteam.executors_ray import RayExecutor
+    from dreamteam.execute.ray import RayExecutor
 
     data = resolve_data(mirror=mirror)
     budget = TrialBudget(threads=cpu_threads(2))

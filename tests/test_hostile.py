@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dreamteam.data import DataPaths, resolve_data
-from dreamteam.evaluation import evaluate_checkpoint, process_failure
-from dreamteam.sandbox import Isolation, Limits, probe_isolation, run_sandboxed
+from dreamteam.harness.sandbox.launcher import Isolation, Limits, probe_isolation, run_sandboxed
+from dreamteam.harness.scoring.lm import evaluate_checkpoint, process_failure
+from dreamteam.harness.trial import TrialBudget, run_trial
+from dreamteam.records import Status, TrialResult
 from dreamteam.tasks import Task, load_task
-from dreamteam.trial import TrialBudget, TrialResult, run_trial
-from dreamteam.types import Status
+from dreamteam.tasks.data import DataPaths, resolve_data
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hostile.candidates import (

@@ -10,9 +10,9 @@ import pytest
 
 from dreamteam.cli.tracking import export_mlflow
 from dreamteam.errors import ConfigError
-from dreamteam.mlflow_export import CANDIDATE_TAG, experiment_name, export_run
+from dreamteam.records import Status
+from dreamteam.report.mlflow import CANDIDATE_TAG, experiment_name, export_run
 from dreamteam.store import RunStore
-from dreamteam.types import Status
 from test_report import build_run
 
 needs_mlflow = pytest.mark.skipif(
@@ -39,7 +39,7 @@ def test_each_candidate_becomes_an_mlflow_run(run: RunStore, file_store: str) ->
     candidates = run.candidates()
     assert export_run(run, file_store) == len(candidates)
     client = MlflowClient(tracking_uri=file_store)
-    experiment = client.get_experiment_by_name(experiment_name(run.run_info()["id"]))
+    experiment = client.get_experiment_by_name(experiment_name(run.run_info().id))
     assert experiment is not None
     exported = {
         r.data.tags[CANDIDATE_TAG]: r for r in client.search_runs([experiment.experiment_id])

@@ -12,7 +12,7 @@ import pytest
 from dreamteam.personas import DIRECTIONS, TECHNIQUES, Persona, PromptView, render_prompt
 from dreamteam.personas import load_library as _load_library
 from dreamteam.personas.library import check_files
-from dreamteam.types import Mode
+from dreamteam.records import Mode
 
 MINIMUM_PER_MODE = {Mode.SAVANT: 36, Mode.COLLABORATOR: 19, Mode.SPECIALIST: 34}
 # The two seed prompts share phrasing with each other; that pair alone is exempt.

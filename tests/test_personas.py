@@ -22,7 +22,7 @@ from dreamteam.personas import (
     validate_path,
 )
 from dreamteam.personas.library import builtin_dir, check_files
-from dreamteam.types import Mode
+from dreamteam.records import Mode
 
 SEEDS = Path(__file__).parents[2] / "shared" / "seeds"
 SEED_FILES = {"archimedes": "000_78d74014cf17ed61.txt", "aristotle": "004_7abbac00ee541fcf.txt"}

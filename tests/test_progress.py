@@ -7,9 +7,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dreamteam.budget import Limits, Spend
+from dreamteam.agents.budget import Limits
 from dreamteam.cli.progress import Progress, Tally, budget_left, choose_mode, render
-from dreamteam.search import BASELINE_ID, Event
+from dreamteam.loop.search import BASELINE_ID, Event
+from dreamteam.records import Spend
 from test_search_elite import LR_UP, _search
 
 

@@ -15,11 +15,12 @@ from dreamteam.agents import build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.agents.techniques import CATALOGUE
 from dreamteam.config import RunConfig
-from dreamteam.novelty import note_change
+from dreamteam.loop.search import Search, code_hash
 from dreamteam.personas import load_library
-from dreamteam.records import ChangeRecord, Move, dedupe_key, extract_record
-from dreamteam.search import Search, code_hash
-from dreamteam.store import CandidateRecord, RunStore
+from dreamteam.propose.changes import dedupe_key, extract_record
+from dreamteam.propose.novelty import note_change
+from dreamteam.records import CandidateRecord, ChangeRecord, Move
+from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
 from test_search import FakeExecutor, _Scripted
 

@@ -10,17 +10,16 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from dreamteam.agents import Credentials, build_team, parse_model_map
-from dreamteam.allocation import Outcome, Yardstick, attempts, repair_rescue
-from dreamteam.checks import check_candidate
 from dreamteam.cli import app
 from dreamteam.config import RunConfig
+from dreamteam.harness.checks import check_candidate
+from dreamteam.loop.search import BASELINE_ID, Event, Search, seed_plan
 from dreamteam.personas import load_library
-from dreamteam.search import BASELINE_ID, Event, Search, seed_plan
-from dreamteam.standing import Standing
+from dreamteam.propose.allocation import Outcome, Yardstick, attempts, repair_rescue
+from dreamteam.records import Status, TrialResult
+from dreamteam.select.judge import Standing
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
-from dreamteam.trial import TrialResult
-from dreamteam.types import Status
 from loopback import LoopbackLLM
 from test_search import FakeExecutor
 
@@ -76,8 +75,8 @@ def test_a_repair_round_trip_through_a_local_llm_server(tmp_path: Path) -> None:
     assert (rescue.repaired, rescue.rescued) == (1, 1)
     # the repair is judged as selection judged it: against the generation's parent
     plan = seed_plan(search.config)
-    judge = Standing(store, search.config, BASELINE_ID, plan["confirm"], plan["recheck"][0])
-    tried = {a.candidate: a for a in attempts(store, Yardstick("smoke", plan["screen"][0], judge))}
+    judge = Standing(store, search.config, BASELINE_ID, plan.confirm, plan.recheck)
+    tried = {a.candidate: a for a in attempts(store, Yardstick("smoke", plan.screen, judge))}
     assert tried["g1-archimedes"].outcome is Outcome.LOSS
     assert tried["g1-archimedes-r"].outcome is Outcome.WIN and tried["g1-archimedes-r"].replaced
     shown = CliRunner().invoke(app, ["show", str(store.run_dir)], env={"COLUMNS": "200"})
@@ -99,4 +98,4 @@ def test_steering_written_during_a_run_reaches_the_next_generation(tmp_path: Pat
         search.run()
     assert len(llm.prompts) == 2
     assert guidance not in llm.prompts[0] and guidance in llm.prompts[1]
-    assert [(s["generation"], s["text"]) for s in store.steering()] == [(2, guidance)]
+    assert [(s.generation, s.text) for s in store.steering()] == [(2, guidance)]

@@ -18,18 +18,17 @@ from dreamteam.agents import build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig
-from dreamteam.executors import Job
+from dreamteam.execute.jobs import Job
+from dreamteam.loop.search import BASELINE_ID, Search
 from dreamteam.personas import load_library
+from dreamteam.records import CandidateRecord, Status, TrialResult
 from dreamteam.report import write_report
 from dreamteam.report.data import gather
 from dreamteam.report.diffs import render_diff
 from dreamteam.report.tallies import pareto_front
 from dreamteam.report.views import parse_curve
-from dreamteam.search import BASELINE_ID, Search
-from dreamteam.store import CandidateRecord, RunStore
+from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
-from dreamteam.trial import TrialResult
-from dreamteam.types import Status
 from test_search import FakeExecutor
 
 HOSTILE_ID = "g1-hostile"

@@ -1,4 +1,4 @@
-"""The sandbox's parent side (sandbox.py) and the child's self-confinement probes (confine.py).
+"""The sandbox's parent side (launcher.py) and the child's self-confinement probes (walls.py).
 
 Most tests swap the real runner for tests/hostile/stub_runner.py, which applies none of the
 child's own walls: what it cannot escape, the parent's walls (namespaces, cgroups, timeout,
@@ -17,9 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from dreamteam import confine, sandbox
-from dreamteam.evaluation import process_failure
-from dreamteam.sandbox import Isolation, Limits, ProcessResult, probe_isolation, run_sandboxed
+from dreamteam.harness.sandbox import launcher as sandbox
+from dreamteam.harness.sandbox import walls as confine
+from dreamteam.harness.sandbox.launcher import (
+    Isolation,
+    Limits,
+    ProcessResult,
+    probe_isolation,
+    run_sandboxed,
+)
+from dreamteam.harness.scoring.lm import process_failure
 
 STUB = Path(__file__).parent / "hostile" / "stub_runner.py"
 linux_only = pytest.mark.skipif(platform.system() != "Linux", reason="Linux sandbox layers")

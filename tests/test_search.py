@@ -14,14 +14,13 @@ from dreamteam.agents import build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig
-from dreamteam.executors import Job
+from dreamteam.execute.jobs import Job
+from dreamteam.loop.search import BASELINE_ID, Search, code_hash
 from dreamteam.personas import load_library
-from dreamteam.search import BASELINE_ID, Search, code_hash
+from dreamteam.propose.team import pick_team
+from dreamteam.records import Status, TrialResult
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
-from dreamteam.team import pick_team
-from dreamteam.trial import TrialResult
-from dreamteam.types import Status
 
 Scorer = Callable[[Job], tuple[float, float]]  # a job -> (val loss, training seconds)
 
@@ -88,7 +87,7 @@ def test_a_run_improves_on_the_baseline_and_writes_the_tree(tmp_path: Path) -> N
     assert (tmp_path / "run" / "gen_1" / "results.txt").is_file()
     assert (tmp_path / "run" / "gen_0" / "baseline" / "train.py").is_file()
     gens = store.generations()
-    assert [g["number"] for g in gens] == [0, 1, 2]
+    assert [g.number for g in gens] == [0, 1, 2]
     assert all(c.status for c in store.candidates())
 
 

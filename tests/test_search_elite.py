@@ -12,10 +12,10 @@ from pathlib import Path
 from dreamteam.agents import AgentResponse, Usage, build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.config import RunConfig
-from dreamteam.executors import Job
+from dreamteam.execute.jobs import Job
+from dreamteam.loop.search import BASELINE_ID, Search, seed_plan
 from dreamteam.personas import load_library
 from dreamteam.report.build import render_report
-from dreamteam.search import BASELINE_ID, Search, seed_plan
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
 from test_search import FakeExecutor, Scorer
@@ -106,7 +106,7 @@ def test_a_token_budget_skips_the_rest_and_stops_before_the_next_generation(
     assert gen1 == ["g1-archimedes", "g1-aristotle"]  # the third was never asked
     assert summary.stopped.startswith("token budget of 1,500 reached (2,000 used)")
     assert summary.stopped.endswith("before generation 2")
-    assert [g["number"] for g in store.generations()] == [0, 1]
+    assert [g.number for g in store.generations()] == [0, 1]
     assert summary.tokens == 2000 and all(c.status for c in store.candidates())
 
 
@@ -145,7 +145,7 @@ def test_pareto_takes_an_equal_loss_that_trains_faster(tmp_path: Path) -> None:
         run = tmp_path / objective
         search, store, _ = _search(run, answers, _faster, objective=objective, generations=1)
         assert search.run().best == winner
-    note = store.generations()[1]["note"]
+    note = store.generations()[1].note
     assert "pareto delta" in note and "training -0.50 min" in note
 
 
@@ -168,7 +168,7 @@ def test_loss_plus_time_charges_the_slower_candidate(tmp_path: Path) -> None:
 
 # -- the elite ------------------------------------------------------------------------------
 def test_a_fluke_that_fails_its_recheck_gives_way_to_the_proven_parent(tmp_path: Path) -> None:
-    recheck = seed_plan(RunConfig(seeds=2))["recheck"][0]
+    recheck = seed_plan(RunConfig(seeds=2)).recheck
 
     def fluke(job: Job) -> tuple[float, float]:
         if _lr(job) == 1e-3:  # lucky on every seed it was chosen on, not on a new one
@@ -179,11 +179,11 @@ def test_a_fluke_that_fails_its_recheck_gives_way_to_the_proven_parent(tmp_path:
     search, store, _ = _search(tmp_path, answers, fluke)
     summary = search.run()
     gens = store.generations()
-    assert gens[1]["best"] == "g1-archimedes"  # it beat the baseline on its seeds
+    assert gens[1].best == "g1-archimedes"  # it beat the baseline on its seeds
     assert store.elite(1) == ["g1-archimedes", BASELINE_ID]
     assert store.trial("g1-archimedes", "smoke", recheck) is not None
-    assert gens[2]["parent"] == BASELINE_ID
-    assert gens[2]["note"].startswith(f"{BASELINE_ID} took over from g1-archimedes")
+    assert gens[2].parent == BASELINE_ID
+    assert gens[2].note.startswith(f"{BASELINE_ID} took over from g1-archimedes")
     assert summary.best == BASELINE_ID
 
 
@@ -192,12 +192,12 @@ def test_a_parent_that_holds_up_on_its_recheck_stays(tmp_path: Path) -> None:
     search, store, _ = _search(tmp_path, answers)
     summary = search.run()
     gens = store.generations()
-    assert gens[2]["parent"] == "g1-archimedes" and "took over" not in gens[2]["note"]
+    assert gens[2].parent == "g1-archimedes" and "took over" not in gens[2].note
     assert summary.best == "g1-archimedes" and summary.elite[0] == "g1-archimedes"
 
 
 def test_elite_zero_turns_the_recheck_off(tmp_path: Path) -> None:
-    recheck = seed_plan(RunConfig(seeds=2))["recheck"][0]
+    recheck = seed_plan(RunConfig(seeds=2)).recheck
     search, store, executor = _search(tmp_path, {"archimedes": [LR_UP, LR_DOWN]}, elite=0)
     summary = search.run()
     assert all(seed != recheck for _, _, seed in executor.calls)

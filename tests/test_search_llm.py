@@ -14,8 +14,8 @@ import pytest
 from dreamteam.agents import Credentials, build_team, parse_model_map
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig
+from dreamteam.loop.search import Search
 from dreamteam.personas import load_library
-from dreamteam.search import Search
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
 from loopback import LoopbackLLM

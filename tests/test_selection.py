@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dreamteam.selection import Estimate, compare, estimate, promote
+from dreamteam.select.rules import Estimate, compare, estimate, promote
 
 
 def test_estimate_of_losses() -> None:
@@ -45,7 +45,7 @@ def test_promote_keeps_the_best_within_the_cap(screened, fraction, cap) -> None:
 
 
 # -- objectives, the elite ------------------------------------------------------------------
-from dreamteam.selection import (  # noqa: E402
+from dreamteam.select.rules import (  # noqa: E402
     Measured,
     Objective,
     Sample,

@@ -19,17 +19,17 @@ from dreamteam.agents import build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig
-from dreamteam.data import DataPaths, resolve_task_data
-from dreamteam.evaluation_rows import N_REPEATS, _read_outputs, evaluate_rows
-from dreamteam.executors import LocalExecutor
+from dreamteam.execute.local import LocalExecutor
+from dreamteam.harness.sandbox.launcher import Isolation, probe_isolation
+from dreamteam.harness.scoring.rows import N_REPEATS, _read_outputs, evaluate_rows
+from dreamteam.harness.trial import TrialBudget, _checkpoint_problem, run_trial
+from dreamteam.loop.search import BASELINE_ID, Search
 from dreamteam.personas import load_library
-from dreamteam.sandbox import Isolation, probe_isolation
-from dreamteam.search import BASELINE_ID, Search
+from dreamteam.records import Status, TrialResult
 from dreamteam.store import RunStore
 from dreamteam.tasks import Task, load_task
+from dreamteam.tasks.data import DataPaths, resolve_task_data
 from dreamteam.tasks.metric import load_metric
-from dreamteam.trial import TrialBudget, TrialResult, _checkpoint_problem, run_trial
-from dreamteam.types import Status
 
 BUDGET = TrialBudget(base_seconds=120, eval_seconds=120, threads=1)
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from dreamteam.errors import StoreError
-from dreamteam.store import CandidateRecord, RunStore, list_runs
-from dreamteam.trial import TrialResult
-from dreamteam.types import Status
+from dreamteam.records import CandidateRecord, Status, TrialResult
+from dreamteam.store import RunStore, list_runs
 
 
 def _candidate(cid: str = "g1-archimedes") -> CandidateRecord:
@@ -43,7 +42,7 @@ def test_candidates_and_trials_round_trip(tmp_path: Path) -> None:
     assert again.by_hash("abc") is not None
     assert (tmp_path / "run" / "gen_1" / "archimedes" / "train.py").read_text() == "x = 1\n"
     assert list_runs(tmp_path) == [tmp_path / "run"]
-    assert again.run_info()["config"] == {"fidelity": "low"}
+    assert again.run_info().config == {"fidelity": "low"}
 
 
 def test_results_txt_and_second_proposals_get_their_own_folder(tmp_path: Path) -> None:
@@ -59,7 +58,7 @@ def test_steering_versions_are_kept_once_each(tmp_path: Path) -> None:
     assert store.record_steering(1, "focus on the optimiser")
     assert not store.record_steering(2, "focus on the optimiser")
     assert store.record_steering(3, "leave attention alone")
-    assert [s["generation"] for s in store.steering()] == [1, 3]
+    assert [s.generation for s in store.steering()] == [1, 3]
 
 
 def test_opening_a_folder_that_is_not_a_run_says_so(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dreamteam.checks import check_candidate
 from dreamteam.errors import TaskError
+from dreamteam.harness.checks import check_candidate
 from dreamteam.tasks import builtin_tasks, load_task
 
 PROTECTED = {

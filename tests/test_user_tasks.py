@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dreamteam.checks import check_candidate
-from dreamteam.data import resolve_task_data
 from dreamteam.errors import TaskError
-from dreamteam.evaluation_rows import N_PROBES, N_REPEATS, plan_rows, row_failures
+from dreamteam.harness.checks import check_candidate
+from dreamteam.harness.scoring.rows import N_PROBES, N_REPEATS, plan_rows, row_failures
 from dreamteam.tasks import BUILTIN_DIR, load_task, load_task_dir
+from dreamteam.tasks.data import resolve_task_data
 from dreamteam.tasks.metric import load_metric, scored
 
 SPIRALS = BUILTIN_DIR / "spirals"

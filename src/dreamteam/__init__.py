@@ -10,7 +10,7 @@ from dreamteam.errors import (
     StoreError,
     TaskError,
 )
-from dreamteam.types import Mode, Status
+from dreamteam.records import Mode, Status
 
 __version__ = "0.1.0"
 

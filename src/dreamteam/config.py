@@ -11,9 +11,8 @@ from pathlib import Path
 
 import platformdirs
 
-from dreamteam.allocation import POLICIES
 from dreamteam.errors import ConfigError
-from dreamteam.selection import OBJECTIVES
+from dreamteam.records import AllocationPolicy, ObjectiveName
 
 DEFAULT_HOME = Path(platformdirs.user_data_dir("dreamteam", appauthor=False))
 
@@ -127,10 +126,10 @@ def load_run_config(path: Path | None, overrides: Mapping[str, object]) -> RunCo
 
 _CHOICES = {
     "strategy": ("parallel", "chain"),
-    "objective": OBJECTIVES,
+    "objective": tuple(ObjectiveName),
     "crossover": (0, 1),
     "executor": ("local", "ray"),
-    "allocation": POLICIES,
+    "allocation": tuple(AllocationPolicy),
 }
 
 

@@ -1,73 +1,87 @@
-"""Research records: what a change did, read from the code (an AST diff), not the agent's prose.
+"""The records that pass between stages, and their enums.
 
-    parent files + candidate files ─► extract_record ─► ChangeRecord
-        moves       hyperparameters that moved: module- and class-level constants and the
-                    constant keyword arguments of calls (name, before, after)
-        edits       definitions added, removed or changed, each with the hash of its shape
-                    (its code without docstrings, print calls, local names or hyperparameter
-                    values)
-        techniques  keys of the shared technique vocabulary whose identifiers the change touches
-
-Two candidates made from the same parent code with the same moves and the same edits are one
-experiment (`dedupe_key`); novelty.py uses that to skip repeats. Pure: strings in, values out.
+One module so that every stage speaks the same types: a candidate as proposed and stored, a
+trial's result, a generation's allocation, what a change did (from its code), the run's spend
+and the events a display is told. Pure data: nothing here imports another dreamteam module.
 """
 
 from __future__ import annotations
 
-import ast
-import copy
-import hashlib
 import json
-import math
-import re
-from collections import Counter
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
-from dreamteam import pyparse
-from dreamteam.personas.vocabulary import TECHNIQUES
+
+class Status(StrEnum):
+    """How a candidate's evaluation ended: exactly one per candidate."""
+
+    OK = "ok"
+    INVALID = "invalid"  # rejected by a static check or the run contract
+    CRASHED = "crashed"  # raised, exited non-zero, or died by a signal
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    NAN = "nan"
+    CHEATING = "cheating"  # failed an integrity probe
+
+
+class Mode(StrEnum):
+    """The three kinds of persona."""
+
+    SAVANT = "savant"  # historical scientists and thinkers
+    COLLABORATOR = "collaborator"  # research roles
+    SPECIALIST = "specialist"  # mathematical fields
+
+
+class CandidateKind(StrEnum):
+    """How a candidate came to be."""
+
+    BASELINE = "baseline"  # the task's own files
+    PROPOSAL = "proposal"  # an agent's answer
+    REPAIR = "repair"  # an agent's fix of its own failed candidate
+    DUPLICATE = "duplicate"  # the same change as an earlier candidate: not trained again
+    CROSSOVER = "crossover"  # two elite members' changes combined
+
+
+class AllocationPolicy(StrEnum):
+    """How a generation's proposal slots are shared among the team."""
+
+    UNIFORM = "uniform"
+    BANDIT = "bandit"
+
+
+class ObjectiveName(StrEnum):
+    """What selection minimises."""
+
+    LOSS = "loss"
+    BPB = "bpb"
+    LOSS_TIME = "loss+time"
+    PARETO = "pareto"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress for displays: what happened, to which candidate."""
+
+    kind: str  # start | proposed | started | trial | generation | best | rescue | final
+    candidate: str = ""
+    persona: str = ""
+    detail: str = ""
+    loss: float | None = None
+    generation: int = 0  # the generation under way (0: the baseline)
+    spend: Spend | None = None  # the run's tokens, cost and minutes so far
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What a run has used so far."""
+
+    tokens: int  # input + output, over every answer
+    cost: float  # USD
+    minutes: float  # wall time of this process's part of the run
+
 
 MODULE = "<module>"  # the pseudo-definition holding a file's other top-level statements
-_HP = "<hp>"  # what a hyperparameter's value becomes in a shape
-_NOT_CONSTANT = object()
-_MAX_POWER = 64  # folding 2**-10 is fine; 10**10**10 is not
-
-# Vocabulary key -> the identifiers (lower case) that mark it. A change touches an identifier
-# when it introduces or removes it, calls it more or less often, or moves a hyperparameter of
-# that name.
-_KEY_PATTERNS: dict[str, str] = {
-    "lr_schedules": r"sched|warmup|cosine|lr_?mult|(^|_)lr($|_)|learning_rate|min_lr|"
-    r"decay_(iters|steps)|get_lr|lr_lambda|onecycle|anneal",
-    "adaptive_optimizers": r"^adam|adamw|^sgd$|lion|adafactor|rmsprop|adagrad|(^|_)betas?\d?$|"
-    r"momentum|nesterov",
-    "muon": r"muon|newton_?schulz|zeropower|orthogonali[sz]",
-    "regularization": r"weight_decay|dropout|(^|_)l2($|_)|z_?loss",
-    "gradient_clipping": r"clip_grad|grad_clip|clip_norm",
-    "norms_activations": r"rms_?norm|layer_?norm|^ln_|gelu|relu|silu|swish|"
-    r"^tanh$|mish|softplus|activation",
-    "gated_mlp": r"swiglu|geglu|(^|_)glu($|_)|(^|_)gated?($|_)|w_?gate",
-    "rope": r"rope|rotary|freqs|(^|_)theta($|_)|apply_rot",
-    "qk_norm": r"qk_?norm|^[qk]_norm|(^|_)[qk]_gain",
-    "initialization": r"init_weights|(^|_)init($|_)|xavier|kaiming|normal_$|trunc_normal|"
-    r"orthogonal_$|zeros_$|(^|_)std($|_)",
-    "weight_tying": r"(^|_)(un)?ti(e|ed|es|ing)($|_)|lm_head",
-    "residual_scaling": r"(layer|res|residual|skip|attn|mlp|block)_?scale",
-    "label_smoothing": r"label_?smooth",
-    "mixed_precision": r"bfloat16|float16|autocast|grad_?scaler|(^|_)amp($|_)|"
-    r"bf16|fp16|head_dtype",
-    "flash_attention": r"scaled_dot_product|flash",
-    "moe": r"expert|router|(^|_)moe($|_)",
-    "ssm": r"(^|_)ssm($|_)|mamba|selective_scan|state_space",
-    "mla": r"(^|_)mla($|_)|kv_?lora|latent",
-    "quantization": r"quantiz|int8|qint|fake_quant",
-    "tokenization": r"tokeniz|vocab_size|(^|_)bpe($|_)",
-    "sampling": r"temperature|top_?[kp]($|_)|nucleus",
-    "curriculum": r"curriculum|get_batch|shuffle|data_order",
-}
-_KEYS = {key: re.compile(pattern) for key, pattern in _KEY_PATTERNS.items()}
-assert set(_KEYS) <= set(TECHNIQUES), "the table names keys outside the vocabulary"
-_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 
 
 @dataclass(frozen=True)
@@ -146,291 +160,165 @@ class ChangeRecord:
         )
 
 
-# -- constants ------------------------------------------------------------------------------------
-def _fold(node: ast.AST) -> Any:
-    """The value of a constant expression (`3e-4`, `-1`, `2**-10`, `(0.9, 0.95)`), or
-    _NOT_CONSTANT."""
-    if isinstance(node, ast.Constant) and not isinstance(node.value, bytes | complex):
-        return node.value
-    if isinstance(node, ast.Tuple | ast.List):
-        items = [_fold(e) for e in node.elts]
-        return _NOT_CONSTANT if any(i is _NOT_CONSTANT for i in items) else tuple(items)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        value = _fold(node.operand)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.BinOp):
-        return _fold_binop(node)
-    return _NOT_CONSTANT
+@dataclass(frozen=True)
+class CandidateRecord:
+    """A proposal as stored: who made it, from what, the files, and how it ended."""
+
+    id: str
+    generation: int
+    persona: str
+    mode: str
+    parent: str | None
+    kind: str  # baseline | proposal | repair | duplicate
+    code_hash: str
+    files: Mapping[str, str]
+    diff: str = ""
+    response: str = ""
+    model: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    latency: float = 0.0
+    status: str = ""  # empty until evaluated; a Status value after
+    reason: str = ""
+    summary: str = ""
+    record: ChangeRecord | None = None  # what the change did, from its code (records.py)
+    record_key: str = ""  # records.dedupe_key: equal for the same change to the same code
+    twin: str = ""  # a duplicate's earlier candidate, whose result it shares
 
 
-def _fold_binop(node: ast.BinOp) -> Any:
-    left, right = _fold(node.left), _fold(node.right)
-    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (left, right))
-    if not numbers:
-        return _NOT_CONSTANT
-    ops = {
-        ast.Add: lambda a, b: a + b,
-        ast.Sub: lambda a, b: a - b,
-        ast.Mult: lambda a, b: a * b,
-        ast.Div: lambda a, b: a / b,
-        ast.FloorDiv: lambda a, b: a // b,
-        ast.Mod: lambda a, b: a % b,
-        ast.Pow: lambda a, b: a**b,
-    }
-    op = ops.get(type(node.op))
-    if op is None or (isinstance(node.op, ast.Pow) and abs(right) > _MAX_POWER):
-        return _NOT_CONSTANT
-    try:
-        value = op(left, right)
-    except (ZeroDivisionError, OverflowError, ValueError):
-        return _NOT_CONSTANT
-    if isinstance(value, float) and not math.isfinite(value):
-        return _NOT_CONSTANT
-    return value
+@dataclass(frozen=True)
+class TrialRecord:
+    """One stored measurement (candidate x fidelity x seed)."""
+
+    candidate: str
+    fidelity: str
+    seed: int
+    status: Status
+    reason: str
+    val_loss: float | None
+    bpb: float | None
+    self_loss: float | None
+    train_seconds: float
+    eval_seconds: float
+    steps: int
+    iters: int
+    n_params: int
 
 
-def _canon(value: Any) -> str:
-    """One spelling per value: floats through repr (1e-3 == 0.001), ints stay ints."""
-    return repr(value)
+@dataclass(frozen=True)
+class TrialResult:
+    """What the harness measured for one candidate, seed and fidelity."""
+
+    status: Status
+    reason: str
+    seed: int
+    fidelity: str
+    iters: int
+    val_loss: float | None = None
+    bpb: float | None = None
+    self_loss: float | None = None  # the candidate's own claim: advisory
+    self_loss_gap: bool = False
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    steps: int = 0
+    n_params: int = 0
+    log: str = ""
+    layers: tuple[str, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)  # a harness-file task's figures
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
 
 
-def _callee(node: ast.Call) -> str:
-    func = node.func
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return func.id if isinstance(func, ast.Name) else "call"
+@dataclass(frozen=True)
+class Allocation:
+    """The proposal slots of one generation, and what decided them."""
+
+    generation: int
+    policy: str  # uniform | bandit
+    slots: tuple[tuple[str, int], ...]  # (persona slug, proposals) in team order
+    posterior: tuple[tuple[str, int, int], ...] = ()  # (slug, wins, losses) the draw saw
+    floor: tuple[str, ...] = ()  # personas given a slot by the floor (or for being untried)
+
+    def count(self, persona: str) -> int:
+        return dict(self.slots).get(persona, 0)
 
 
-def _assigned(stmt: ast.stmt) -> Iterator[tuple[str, Any]]:
-    """(name, value) for each constant a top-level assignment binds."""
-    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value:
-        yield stmt.target.id, _fold(stmt.value)
-    elif isinstance(stmt, ast.Assign):
-        for target in stmt.targets:
-            if isinstance(target, ast.Name):
-                yield target.id, _fold(stmt.value)
-            elif isinstance(target, ast.Tuple) and isinstance(stmt.value, ast.Tuple):
-                pairs = zip(target.elts, stmt.value.elts, strict=False)
-                if len(target.elts) == len(stmt.value.elts):
-                    for t, v in pairs:
-                        if isinstance(t, ast.Name):
-                            yield t.id, _fold(v)
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as started: its id, task, the config it was started with, the sandbox's layers."""
+
+    id: str
+    created: float
+    task: str
+    config: Mapping[str, object]
+    isolation: tuple[str, ...]
+    status: str  # running | finished | stopped | ...
+    finished: float | None
 
 
-def _is_hyper(stmt: ast.stmt) -> bool:
-    """A top-level statement that only binds constants: described by moves, not by shape."""
-    bound = list(_assigned(stmt))
-    return bool(bound) and all(v is not _NOT_CONSTANT for _, v in bound)
+@dataclass(frozen=True)
+class GenerationRecord:
+    """One generation as stored: the parent it started from and what it decided."""
+
+    number: int
+    parent: str
+    best: str  # "" until the generation finished
+    promoted: tuple[str, ...]
+    note: str
+    started: float
+    finished: float | None
 
 
-def _hyperparameters(tree: ast.Module) -> dict[str, str]:
-    """name -> canonical value of every module/class constant and constant keyword argument."""
-    found: dict[str, str] = {}
-    for stmt in tree.body:
-        if _is_hyper(stmt):
-            found.update({n: _canon(v) for n, v in _assigned(stmt)})
-        elif isinstance(stmt, ast.ClassDef):
-            for inner in stmt.body:
-                if _is_hyper(inner):
-                    found.update({f"{stmt.name}.{n}": _canon(v) for n, v in _assigned(inner)})
-    for scope, node in _scoped(tree):
-        seen: Counter[str] = Counter()
-        for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
-            for kw in call.keywords:
-                value = _fold(kw.value) if kw.arg else _NOT_CONSTANT
-                if value is _NOT_CONSTANT:
-                    continue
-                name = f"{scope}:{_callee(call)}({kw.arg})"
-                seen[name] += 1
-                found[name if seen[name] == 1 else f"{name}#{seen[name]}"] = _canon(value)
-    return found
+@dataclass(frozen=True)
+class SteeringVersion:
+    """One version of the steering text, and the generation that first read it."""
+
+    version: int
+    generation: int
+    text: str
+    created: float
 
 
-# -- shapes ---------------------------------------------------------------------------------------
-def _scoped(tree: ast.Module) -> Iterator[tuple[str, ast.AST]]:
-    """(qualified name, node) of each top-level function, each method, each class body, and
-    MODULE for the remaining top-level statements (hyperparameter assignments excluded)."""
-    rest: list[ast.stmt] = []
-    for stmt in tree.body:
-        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
-            yield stmt.name, stmt
-        elif isinstance(stmt, ast.ClassDef):
-            fields: list[ast.stmt] = []
-            for inner in stmt.body:
-                if isinstance(inner, ast.FunctionDef | ast.AsyncFunctionDef):
-                    yield f"{stmt.name}.{inner.name}", inner
-                elif not _is_hyper(inner):  # constant fields are moves
-                    fields.append(inner)
-            head = copy.copy(stmt)
-            head.body = fields
-            yield stmt.name, head
-        elif not _is_hyper(stmt):
-            rest.append(stmt)
-    if rest:
-        yield MODULE, ast.Module(body=rest, type_ignores=[])
+@dataclass(frozen=True)
+class RunSummary:
+    """The outcome of a run, as the CLI's last lines report it."""
+
+    best: str
+    persona: str
+    val_loss: float
+    baseline: float
+    delta: float
+    ci95: float
+    fidelity: str
+    seeds: tuple[int, ...]
+    candidates: int
+    statuses: dict[str, int] = field(default_factory=dict)
+    stopped: str = ""  # why the run ended early, if it did
+    elite: tuple[str, ...] = ()  # the top confirmed candidates, best first
+    tokens: int = 0  # agent input + output tokens over the run
+    cost: float = 0.0  # USD
+    better: bool = False  # the best beat the baseline beyond the noise
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSummary:
+        data = json.loads(text)
+        data["seeds"] = tuple(data.get("seeds", ()))
+        data["elite"] = tuple(data.get("elite", ()))
+        return cls(**data)
 
 
-class _Normalise(ast.NodeTransformer):
-    """Drops what does not change an experiment: docstrings, print calls, local names
-    (renamed in order of first binding) and hyperparameter values (they are moves)."""
+@dataclass(frozen=True)
+class SeedPlan:
+    """The seeds of a run: one to screen, some to confirm, fresh ones for the final figure,
+    and one more to recheck a parent before it leads a second generation."""
 
-    def __init__(self) -> None:
-        self.names: dict[str, str] = {}
-
-    def _body(self, body: list[ast.stmt]) -> list[ast.stmt]:
-        first = body[0] if body else None
-        if (
-            isinstance(first, ast.Expr)
-            and isinstance(first.value, ast.Constant)
-            and isinstance(first.value.value, str)
-        ):
-            body = body[1:]
-        kept = [
-            s
-            for s in body
-            if not (
-                isinstance(s, ast.Expr)
-                and isinstance(s.value, ast.Call)
-                and _callee(s.value) == "print"
-            )
-        ]
-        return kept or [ast.Pass()]
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
-        node.body = self._body(node.body)
-        for n in ast.walk(ast.Module(body=node.body, type_ignores=[])):
-            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-                self.names.setdefault(n.id, f"v{len(self.names)}")
-        self.generic_visit(node)
-        return node
-
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
-
-    def visit_Module(self, node: ast.Module) -> ast.AST:
-        node.body = self._body(node.body)
-        self.generic_visit(node)
-        return node
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
-        node.body = self._body(node.body)
-        self.generic_visit(node)
-        return node
-
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        return ast.Name(id=self.names.get(node.id, node.id), ctx=node.ctx)
-
-    def visit_keyword(self, node: ast.keyword) -> ast.AST:
-        if node.arg and _fold(node.value) is not _NOT_CONSTANT:
-            return ast.keyword(arg=node.arg, value=ast.Constant(value=_HP))
-        self.generic_visit(node)
-        return node
-
-
-def _shape(node: ast.AST) -> str:
-    """A short hash of a definition's normalised code."""
-    clean = _Normalise().visit(copy.deepcopy(node))
-    if isinstance(clean, ast.Module):  # top-level statements: their order does not matter
-        text = "\n".join(sorted(pyparse.dump(s) for s in clean.body))
-    else:
-        text = pyparse.dump(clean)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _shapes(tree: ast.Module) -> dict[str, str]:
-    return {name: _shape(node) for name, node in _scoped(tree)}
-
-
-# -- techniques -----------------------------------------------------------------------------------
-def _identifier(node: ast.AST) -> str | None:
-    """The identifier a node names, if any (an identifier-like string counts)."""
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        return node.name
-    if isinstance(node, ast.arg):
-        return node.arg
-    if isinstance(node, ast.keyword):
-        return node.arg
-    if isinstance(node, ast.alias):
-        return node.asname or node.name
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value if _WORD.match(node.value) else None
-    return None
-
-
-def _identifiers(tree: ast.Module) -> Counter[str]:
-    """How often each identifier occurs in a file; callees count under `name()` as well."""
-    counts = Counter(i for i in map(_identifier, ast.walk(tree)) if i)
-    counts.update(f"{_callee(n)}()" for n in ast.walk(tree) if isinstance(n, ast.Call))
-    return counts
-
-
-def _touched(old: Counter[str], new: Counter[str]) -> set[str]:
-    """Identifiers a change introduced or removed, and functions it calls more or less often.
-
-    A name merely used once more (`vocab_size` passed to a new layer) is not a technique."""
-    words = {i for i in (old.keys() ^ new.keys()) if not i.endswith("()")}
-    calls = {i[:-2] for i in old.keys() | new.keys() if i.endswith("()") and old[i] != new[i]}
-    return words | calls
-
-
-def technique_keys(identifiers: set[str]) -> tuple[str, ...]:
-    """The vocabulary keys whose patterns match any of these identifiers, sorted."""
-    lowered = [i.lower() for i in identifiers if not (i.startswith("__") and i.endswith("__"))]
-    return tuple(sorted(k for k, rx in _KEYS.items() if any(rx.search(i) for i in lowered)))
-
-
-def _move_words(name: str) -> set[str]:
-    return {w for w in re.split(r"[.:()#]", name) if w and not w.isdigit()}
-
-
-# -- the record -----------------------------------------------------------------------------------
-def _parse(source: str) -> ast.Module | None:
-    try:
-        return pyparse.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-
-
-def extract_record(before: Mapping[str, str], after: Mapping[str, str]) -> ChangeRecord | None:
-    """The record of the change from `before` to `after` (file name -> source); None when a
-    file does not parse (such a candidate fails its checks anyway)."""
-    moves: list[Move] = []
-    edits: list[Edit] = []
-    touched: set[str] = set()
-    for name in sorted(set(before) | set(after)):
-        old_tree, new_tree = _parse(before.get(name, "")), _parse(after.get(name, ""))
-        if old_tree is None or new_tree is None:
-            return None
-        old_hp, new_hp = _hyperparameters(old_tree), _hyperparameters(new_tree)
-        for hp in sorted(set(old_hp) | set(new_hp)):
-            a, b = old_hp.get(hp, ""), new_hp.get(hp, "")
-            if a != b:
-                moves.append(Move(hp if name == _main_file(before) else f"{name}:{hp}", a, b))
-                touched |= _move_words(hp)
-        old_shapes, new_shapes = _shapes(old_tree), _shapes(new_tree)
-        for d in sorted(set(old_shapes) | set(new_shapes)):
-            a, b = old_shapes.get(d, ""), new_shapes.get(d, "")
-            if a != b:
-                op = "+" if not a else "-" if not b else "~"
-                edits.append(Edit(name, d, op, b))
-        old_ids, new_ids = _identifiers(old_tree), _identifiers(new_tree)
-        touched |= _touched(old_ids, new_ids)
-    return ChangeRecord(tuple(moves), tuple(edits), technique_keys(touched))
-
-
-def _main_file(files: Mapping[str, str]) -> str:
-    """The file whose hyperparameters go unprefixed: train.py when there is one."""
-    return "train.py" if "train.py" in files else min(files, default="")
-
-
-def dedupe_key(parent_hash: str, record: ChangeRecord) -> str:
-    """Equal for two candidates that make the same change to the same parent code."""
-    body = json.dumps(
-        [parent_hash, [asdict(m) for m in record.moves], [asdict(e) for e in record.edits]],
-        sort_keys=True,
-    )
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
+    screen: int
+    confirm: tuple[int, ...]
+    final: tuple[int, ...]
+    recheck: int

@@ -30,7 +30,7 @@ from dreamteam.agents import (
     parse_model_spec,
 )
 from dreamteam.errors import ConfigError
-from dreamteam.types import Mode
+from dreamteam.records import Mode
 
 ENV = {
     "OPENAI_API_KEY": "sk-o",

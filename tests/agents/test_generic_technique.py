@@ -21,8 +21,8 @@ from dreamteam.agents.base import AgentRequest
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.agents.techniques import CATALOGUE, technique
 from dreamteam.agents.techniques_generic import hyperparameter_tuner, tunable
-from dreamteam.checks import check_candidate
-from dreamteam.edits import apply_edits, parse_edits
+from dreamteam.harness.checks import check_candidate
+from dreamteam.propose.edits import apply_edits, parse_edits
 from dreamteam.tasks import load_task
 from dreamteam.tasks.metric import load_metric
 

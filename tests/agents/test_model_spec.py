@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from dreamteam.agents import ModelSpec, Provider, parse_model_map, parse_model_spec
 from dreamteam.errors import ConfigError
-from dreamteam.types import Mode
+from dreamteam.records import Mode
 
 
 @pytest.mark.parametrize(

@@ -25,9 +25,9 @@ from torch.nn import functional as F
 from dreamteam.agents.base import Agent, AgentRequest
 from dreamteam.agents.offline import OfflineAgent, choose_and_apply
 from dreamteam.agents.techniques import CATALOGUE, MODEL, TRAIN, technique
-from dreamteam.checks import check_candidate
-from dreamteam.edits import apply_edits, parse_edits
+from dreamteam.harness.checks import check_candidate
 from dreamteam.personas.vocabulary import DIRECTIONS, TECHNIQUES
+from dreamteam.propose.edits import apply_edits, parse_edits
 from dreamteam.tasks import load_task
 
 _MIRROR = (

@@ -1,6 +1,6 @@
-"""A stand-in for runner.py that tests the parent's walls alone: no rlimits, Landlock or seccomp.
+"""A stand-in for child.py that tests the parent's walls alone: no rlimits, Landlock or seccomp.
 
-Run by sandbox.run_sandboxed (monkeypatched RUNNER) as ``python -I stub_runner.py MODE CONFIG``.
+Run by launcher.run_sandboxed (monkeypatched RUNNER) as ``python -I stub_runner.py MODE CONFIG``.
 """
 
 import json

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from dreamteam.types import Mode
+from dreamteam.records import Mode
 
 
 class Role(StrEnum):

@@ -31,7 +31,7 @@ from dreamteam.agents.replay import RecordingAgent, ReplayAgent
 from dreamteam.agents.spec import ModelMap, ModelSpec, Provider
 from dreamteam.agents.transport import HTTPAgent, LLMSettings
 from dreamteam.errors import ConfigError
-from dreamteam.types import Mode
+from dreamteam.records import Mode
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from dreamteam.errors import ConfigError
-from dreamteam.types import Mode
+from dreamteam.records import Mode
 
 DEFAULT_SPEC = "offline"
 # A base URL starts with a scheme, so "MODEL@http..." splits at the right "@" even when

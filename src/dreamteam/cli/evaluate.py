@@ -11,12 +11,13 @@ from pathlib import Path
 import typer
 
 from dreamteam.cli.context import console, settings
-from dreamteam.data import DataPaths, prepare_data, resolve_task_data
-from dreamteam.device import cpu_threads, select_device
 from dreamteam.errors import TaskError
-from dreamteam.sandbox import probe_isolation
+from dreamteam.execute.devices import cpu_threads, select_device
+from dreamteam.harness.sandbox.launcher import probe_isolation
+from dreamteam.harness.trial import TrialBudget, run_trial
+from dreamteam.records import TrialResult
 from dreamteam.tasks import Task, load_task
-from dreamteam.trial import TrialBudget, TrialResult, run_trial
+from dreamteam.tasks.data import DataPaths, prepare_data, resolve_task_data
 
 data_app = typer.Typer(help="The built-in data set.", no_args_is_help=True)
 

@@ -19,8 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from dreamteam.budget import Limits, Spend
-from dreamteam.search import BASELINE_ID, Event
+from dreamteam.agents.budget import Limits
+from dreamteam.loop.search import BASELINE_ID, Event
+from dreamteam.records import Spend
 
 RECENT_LINES = 6  # lines of the event log kept under the live panel
 

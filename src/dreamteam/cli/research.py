@@ -13,26 +13,27 @@ import typer
 from rich.table import Table
 
 from dreamteam.agents import Credentials, build_team, parse_model_map
+from dreamteam.agents.budget import Limits
 from dreamteam.agents.offline import OfflineAgent
-from dreamteam.allocation import repair_rescue
-from dreamteam.budget import Limits
 from dreamteam.cli.context import console, settings
 from dreamteam.cli.evaluate import task_data
 from dreamteam.cli.progress import Progress, choose_mode
 from dreamteam.config import config_from_dict, load_run_config
-from dreamteam.data import load_tokenizer
-from dreamteam.device import cpu_threads
-from dreamteam.edits import diff_files
 from dreamteam.errors import ConfigError, StoreError, TaskError
-from dreamteam.executors import make_executor
+from dreamteam.execute.choose import make_executor
+from dreamteam.execute.devices import cpu_threads
+from dreamteam.harness.sampling import SamplingSettings, sample_tokens
+from dreamteam.harness.sandbox.launcher import probe_isolation
+from dreamteam.harness.trial import TrialBudget
+from dreamteam.loop.search import Search
 from dreamteam.personas import load_library
+from dreamteam.propose.allocation import repair_rescue
+from dreamteam.propose.edits import diff_files
+from dreamteam.records import CandidateRecord, RunSummary
 from dreamteam.report import write_report
-from dreamteam.sampling import SamplingSettings, sample_tokens
-from dreamteam.sandbox import probe_isolation
-from dreamteam.search import RunSummary, Search
-from dreamteam.store import CandidateRecord, RunStore, list_runs
+from dreamteam.store import RunStore, list_runs
 from dreamteam.tasks import load_task
-from dreamteam.trial import TrialBudget
+from dreamteam.tasks.data import load_tokenizer
 
 runs_app = typer.Typer(help="Runs on this machine.", no_args_is_help=True)
 
@@ -108,7 +109,7 @@ def run(
     s = settings()
     if resume is not None:
         store = RunStore.open_existing(resume)
-        cfg = config_from_dict(store.run_info()["config"])
+        cfg = config_from_dict(store.run_info().config)
         target = resume
         console.print(f"resuming {resume}")
     else:
@@ -185,7 +186,7 @@ def run(
     finally:
         team.close()
         trials.close()
-    store.finish_run("stopped" if summary.stopped else "done")
+    store.finish_run("stopped" if summary.stopped else "done", summary)
     report = write_report(store, target / "report.html")
     _print_summary(summary, report)
 
@@ -231,9 +232,7 @@ def runs_list() -> None:
     for path in list_runs(settings().runs_dir):
         store = RunStore.open_existing(path)
         info = store.run_info()
-        table.add_row(
-            path.name, info["task"], info["status"], str(len(store.candidates())), str(path)
-        )
+        table.add_row(path.name, info.task, info.status, str(len(store.candidates())), str(path))
         store.close()
     console.print(table)
 
@@ -244,7 +243,7 @@ def show(
     """The leaderboard of a run."""
     store = RunStore.open_existing(resolve_run(run))
     info = store.run_info()
-    cfg = info["config"]
+    cfg = info.config
     table = Table(
         "candidate",
         "persona",
@@ -272,7 +271,7 @@ def show(
         )
     console.print(table)
     for g in store.generations():
-        console.print(f"gen {g['number']}: {g['note'] or ''}")
+        console.print(f"gen {g.number}: {g.note}")
     _show_allocation(store)
 
 
@@ -386,7 +385,7 @@ def sample(
         )
     s = settings()
     info = store.run_info()
-    t = load_task(info["config"].get("task") or info["task"])
+    t = load_task(str(info.config.get("task") or info.task))
     if not t.is_lm:
         raise TaskError(f"task {t.name!r} is not a language model: there is no text to sample")
     encoding = load_tokenizer(home=s.home, mirror=s.mirror)

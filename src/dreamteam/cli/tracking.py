@@ -6,7 +6,7 @@ import typer
 
 from dreamteam.cli.context import console
 from dreamteam.cli.research import resolve_run
-from dreamteam.mlflow_export import experiment_name, export_run
+from dreamteam.report.mlflow import experiment_name, export_run
 from dreamteam.store import RunStore
 
 
@@ -27,7 +27,7 @@ def export_mlflow(
     uri = tracking_uri or f"sqlite:///{(path / 'mlflow.db').resolve()}"
     artifacts = None if tracking_uri else (path / "mlartifacts").resolve().as_uri()
     written = export_run(store, uri, artifact_location=artifacts)
-    name = experiment_name(store.run_info()["id"])
+    name = experiment_name(store.run_info().id)
     store.close()
     console.print(f"exported {written} new candidate(s) to experiment {name}")
     print(f"mlflow: {uri}")

@@ -17,7 +17,7 @@ from typing import Final
 from dreamteam.errors import PersonaError
 from dreamteam.personas.schema import Persona, load_persona_file
 from dreamteam.personas.vocabulary import TECHNIQUES
-from dreamteam.types import Mode
+from dreamteam.records import Mode
 
 _BUILTIN_ROOT: Final = Path(__file__).resolve().parent
 _MODE_ORDER: Final = {mode: rank for rank, mode in enumerate(Mode)}

@@ -23,7 +23,7 @@ from dreamteam.personas.vocabulary import (
     STANDARD_FIELDS,
     TECHNIQUES,
 )
-from dreamteam.types import Mode
+from dreamteam.records import Mode
 
 SLUG_PATTERN: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 """A persona slug: lower-case words joined by single hyphens (`ada-lovelace`)."""

@@ -64,9 +64,9 @@ def _incumbents(data: ReportData) -> list[tuple[int, float]]:
     """(generation, screening loss of that generation's best): the best-so-far line."""
     line = []
     for g in data.generations:
-        best = data.get(g["best"])
+        best = data.get(g.best)
         if best is not None and best.screen_loss is not None:
-            line.append((g["number"], best.screen_loss))
+            line.append((g.number, best.screen_loss))
     return line
 
 

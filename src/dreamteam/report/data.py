@@ -5,17 +5,19 @@
                                         generations, steering)
 
 Every number is read from the store or computed here from what it holds; best-vs-baseline
-reuses selection.py so it matches the `best:` line of `dreamteam run`.
+reuses select/rules.py so it matches the `best:` line of `dreamteam run`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from dreamteam.allocation import (
+from dreamteam.config import RunConfig, config_from_dict
+from dreamteam.errors import StoreError
+from dreamteam.loop.search import BASELINE_ID, seed_plan
+from dreamteam.propose.allocation import (
     PersonaStats,
     RepairRescue,
     Yardstick,
@@ -23,8 +25,7 @@ from dreamteam.allocation import (
     repair_rescue,
     tally,
 )
-from dreamteam.config import RunConfig, config_from_dict
-from dreamteam.errors import StoreError
+from dreamteam.records import GenerationRecord, RunInfo, RunSummary, SeedPlan, SteeringVersion
 from dreamteam.report.tallies import (
     AllocationTable,
     LineageNode,
@@ -38,9 +39,8 @@ from dreamteam.report.views import (
     by_seed,
     collect_candidates,
 )
-from dreamteam.search import BASELINE_ID, seed_plan
-from dreamteam.selection import Comparison, Estimate, compare, estimate
-from dreamteam.standing import Standing
+from dreamteam.select.judge import Standing
+from dreamteam.select.rules import Comparison, Estimate, compare, estimate
 from dreamteam.store import RunStore
 
 
@@ -58,7 +58,7 @@ class Overview:
     team: tuple[tuple[str, str], ...]  # (persona, mode) in order of first proposal
     models: tuple[str, ...]  # models that answered, as the agents reported them
     iters: dict[str, int]  # fidelity -> training iterations, from the trials
-    seeds: dict[str, tuple[int, ...]]  # screen | confirm | final -> seeds
+    seeds: SeedPlan
     tokens_in: int
     tokens_out: int
     cost: float
@@ -96,18 +96,18 @@ class ReportData:
     rescue: RepairRescue
     funnel: tuple[Stage, ...]
     lineage: tuple[LineageNode, ...]
-    generations: tuple[dict[str, Any], ...]
-    steering: tuple[dict[str, Any], ...]
+    generations: tuple[GenerationRecord, ...]
+    steering: tuple[SteeringVersion, ...]
 
     def get(self, candidate_id: str | None) -> CandidateView | None:
         return next((c for c in self.candidates if c.id == candidate_id), None)
 
 
 def _overview(
-    info: dict[str, Any],
+    info: RunInfo,
     config: RunConfig,
     views: Sequence[CandidateView],
-    gens: Sequence[dict[str, Any]],
+    gens: Sequence[GenerationRecord],
 ) -> Overview:
     proposals = [v for v in views if v.record.kind != "baseline"]
     team: dict[str, str] = {}
@@ -117,16 +117,16 @@ def _overview(
     iters: dict[str, int] = {}
     for t in trials:
         iters.setdefault(t.fidelity, t.iters)
-    finished = info.get("finished")
-    last = max((g["finished"] or 0.0 for g in gens), default=0.0)
+    finished = info.finished
+    last = max((g.finished or 0.0 for g in gens), default=0.0)
     end = finished or last or None
     return Overview(
-        run_id=info["id"],
-        task=info["task"],
-        status=info["status"],
-        created=info["created"],
+        run_id=info.id,
+        task=info.task,
+        status=info.status,
+        created=info.created,
         finished=finished,
-        wall_seconds=end - info["created"] if end else None,
+        wall_seconds=end - info.created if end else None,
         config=config,
         team=tuple(team.items()),
         models=tuple(sorted({v.record.model for v in proposals if v.record.model})),
@@ -137,56 +137,76 @@ def _overview(
         cost=sum(v.record.cost for v in views),
         agent_seconds=sum(v.record.latency for v in views),
         compute_seconds=sum(t.train_seconds + t.eval_seconds for t in trials),
-        isolation=tuple(info["isolation"]),
+        isolation=tuple(info.isolation),
         statuses=dict(Counter(v.status for v in proposals).most_common()),
-        generations_done=sum(1 for g in gens if g["number"] > 0 and g["finished"]),
+        generations_done=sum(1 for g in gens if g.number > 0 and g.finished),
     )
 
 
 def _headline(
-    views: Sequence[CandidateView], gens: Sequence[dict[str, Any]], config: RunConfig
+    views: Sequence[CandidateView],
+    gens: Sequence[GenerationRecord],
+    config: RunConfig,
+    summary: RunSummary | None,
 ) -> Headline:
+    """Best against baseline: the run's stored summary once it has one (the figures the CLI
+    printed), else derived from the store the same way while the run is still going."""
     by_id = {v.id: v for v in views}
     baseline = by_id.get(BASELINE_ID, views[0])
-    finished = [g for g in gens if g["best"]]
-    best = by_id.get(finished[-1]["best"], baseline) if finished else baseline
-    plan = seed_plan(config)
     base = by_seed(baseline, config.fidelity)
-    noise = estimate([base[s] for s in plan["confirm"] if s in base])
-    if best is baseline:
-        seeds = tuple(s for s in plan["confirm"] if s in base)
+    if summary is not None and summary.best in by_id:
+        best = by_id[summary.best]
+        seeds = tuple(s for s in summary.seeds if s in base)
     else:
-        mine = by_seed(best, config.fidelity)
-        fresh = tuple(s for s in plan["final"] if s in mine and s in base)
-        # the final figure is on fresh seeds; a run stopped before them falls back to every
-        # confirmation seed both share
-        shared = (set(mine) & set(base)) - set(plan["screen"])
-        seeds = fresh if len(fresh) == len(plan["final"]) else tuple(sorted(shared))
+        best, seeds = _derived_best(by_id, baseline, gens, config)
     best_losses = tuple(by_seed(best, config.fidelity)[s] for s in seeds)
     base_losses = tuple(base[s] for s in seeds)
     best_est, base_est = estimate(best_losses), estimate(base_losses)
-    comparison = (
-        compare(best_est, base_est, noise.sd if noise else 0.0)
-        if best is not baseline and best_est and base_est
-        else None
-    )
+    comparison = None
+    if best is not baseline and summary is not None and summary.best == best.id:
+        comparison = Comparison(summary.delta, summary.ci95, summary.better)
+    elif best is not baseline and best_est and base_est:
+        noise = estimate([base[s] for s in seed_plan(config).confirm if s in base])
+        comparison = compare(best_est, base_est, noise.sd if noise else 0.0)
     return Headline(best, baseline, seeds, best_losses, base_losses, best_est, base_est, comparison)
+
+
+def _derived_best(
+    by_id: Mapping[str, CandidateView],
+    baseline: CandidateView,
+    gens: Sequence[GenerationRecord],
+    config: RunConfig,
+) -> tuple[CandidateView, tuple[int, ...]]:
+    """The last generation's best, and the seeds it and the baseline share, for a run that
+    has not finished yet."""
+    finished = [g for g in gens if g.best]
+    best = by_id.get(finished[-1].best, baseline) if finished else baseline
+    plan = seed_plan(config)
+    base = by_seed(baseline, config.fidelity)
+    if best is baseline:
+        return best, tuple(s for s in plan.confirm if s in base)
+    mine = by_seed(best, config.fidelity)
+    fresh = tuple(s for s in plan.final if s in mine and s in base)
+    # the final figure is on fresh seeds; a run stopped before them falls back to every
+    # confirmation seed both share
+    shared = (set(mine) & set(base)) - {plan.screen}
+    return best, fresh if len(fresh) == len(plan.final) else tuple(sorted(shared))
 
 
 def gather(store: RunStore) -> ReportData:
     """Read the whole run from the store and derive what the report shows."""
     info = store.run_info()
-    config = config_from_dict(info["config"])
+    config = config_from_dict(info.config)
     gens = store.generations()
     views = collect_candidates(store, config, gens)
     if not views:
         raise StoreError(f"{store.run_dir} has no candidates yet: report once the run has started")
     plan = seed_plan(config)
-    judge = Standing(store, config, BASELINE_ID, plan["confirm"], plan["recheck"][0])
-    tried = attempts(store, Yardstick(config.screen_fidelity, plan["screen"][0], judge))
+    judge = Standing(store, config, BASELINE_ID, plan.confirm, plan.recheck)
+    tried = attempts(store, Yardstick(config.screen_fidelity, plan.screen, judge))
     return ReportData(
         overview=_overview(info, config, views, gens),
-        headline=_headline(views, gens, config),
+        headline=_headline(views, gens, config, store.summary()),
         candidates=tuple(views),
         personas=tuple(tally(tried)),
         modes=tuple(tally(tried, by="mode")),

@@ -102,7 +102,7 @@ def _hunk_body(lines: list[str], start: int, old_len: int, new_len: int) -> list
 
 
 def render_diff(diff: str, limit: int = MAX_DIFF_LINES) -> RenderedDiff:
-    """Rows for a unified diff as `dreamteam.edits.diff_files` writes it."""
+    """Rows for a unified diff as `dreamteam.propose.edits.diff_files` writes it."""
     lines = diff.splitlines()
     shown = lines[:limit]
     rows: list[DiffLine] = []

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from dreamteam.allocation import Allocation, Attempt, Outcome
 from dreamteam.config import RunConfig
+from dreamteam.loop.search import BASELINE_ID
+from dreamteam.propose.allocation import Attempt, Outcome
+from dreamteam.records import Allocation, GenerationRecord, Status
 from dreamteam.report.views import CandidateView
-from dreamteam.search import BASELINE_ID
-from dreamteam.selection import pareto_front as pareto_front  # one front, shared with selection
-from dreamteam.types import Status
+from dreamteam.select.rules import pareto_front as pareto_front  # one front, shared with selection
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def build_funnel(views: Sequence[CandidateView], config: RunConfig) -> list[Stag
 
 
 def trace_lineage(
-    views: Sequence[CandidateView], gens: Sequence[dict[str, Any]]
+    views: Sequence[CandidateView], gens: Sequence[GenerationRecord]
 ) -> list[LineageNode]:
     by_id = {v.id: v for v in views}
 
@@ -100,8 +99,8 @@ def trace_lineage(
     root = by_id.get(BASELINE_ID)
     chain = [node(root, 0)] if root else []
     for g in gens:
-        if g["number"] > 0 and g["best"] and g["best"] != g["parent"] and g["best"] in by_id:
-            chain.append(node(by_id[g["best"]], g["number"]))
+        if g.number > 0 and g.best and g.best != g.parent and g.best in by_id:
+            chain.append(node(by_id[g.best], g.number))
     return chain
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from dreamteam.config import RunConfig
-from dreamteam.search import BASE_SEED
-from dreamteam.selection import Estimate, estimate
-from dreamteam.store import CandidateRecord, RunStore, TrialRecord
-from dreamteam.types import Status
+from dreamteam.loop.search import BASE_SEED
+from dreamteam.records import CandidateRecord, GenerationRecord, Status, TrialRecord
+from dreamteam.select.rules import Estimate, estimate
+from dreamteam.store import RunStore
 
 LOG_TAIL_LINES = 25
 _CURVE_LINE = re.compile(
@@ -84,10 +83,10 @@ def _tail(log: str, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def collect_candidates(
-    store: RunStore, config: RunConfig, gens: Sequence[dict[str, Any]]
+    store: RunStore, config: RunConfig, gens: Sequence[GenerationRecord]
 ) -> list[CandidateView]:
-    promoted = {cid for g in gens for cid in g["promoted"]}
-    won = {g["best"] for g in gens if g["number"] > 0 and g["best"] and g["best"] != g["parent"]}
+    promoted = {cid for g in gens for cid in g.promoted}
+    won = {g.best for g in gens if g.number > 0 and g.best and g.best != g.parent}
     records = store.candidates()
     trials = {c.id: tuple(store.trials(c.id)) for c in records}
 

@@ -20,7 +20,7 @@ from dreamteam.errors import TaskError
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 FIDELITY_NAMES = ("smoke", "low", "medium", "full")
-LM_METRIC = "lm"  # the built-in language-model evaluator (evaluation.py)
+LM_METRIC = "lm"  # the built-in language-model evaluator (scoring/lm.py)
 DATA_SOURCES = ("shakespeare", "files", "prepare")
 _KNOWN = {"name", "description", "files", "contract", "protected", "fidelity", "checks"}
 _KNOWN |= {"data", "evaluation"}

@@ -15,10 +15,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from dreamteam.checks import check_candidate
-from dreamteam.data import DataPaths, resolve_task_data
 from dreamteam.errors import TaskError
+from dreamteam.harness.checks import check_candidate
 from dreamteam.tasks import BUILTIN_DIR, Task, builtin_tasks, load_task_dir
+from dreamteam.tasks.data import DataPaths, resolve_task_data
 from dreamteam.tasks.metric import load_metric
 
 DEFAULT_TEMPLATE = "spirals"

@@ -1,6 +1,6 @@
 """The harness-owned score: whole-split cross-entropy, bits per byte, and integrity probes.
 
-The sandboxed child only turns token windows into logits (runner.py, mode ``eval``); it never
+The sandboxed child only turns token windows into logits (child.py, mode ``eval``); it never
 sees a target as such. Here, in the harness, the logits go through log-softmax and the
 cross-entropy, window by window, and probes check that the model is a function of its
 weights and of the tokens up to each position. Two fresh processes, each in its own directory
@@ -32,7 +32,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from dreamteam.sandbox import Isolation, Limits, ProcessResult, run_sandboxed
+from dreamteam.harness.sandbox.launcher import Isolation, Limits, ProcessResult, run_sandboxed
 from dreamteam.tasks import Task
 
 CHUNK = 16  # windows per round trip: 16 x 64 x 50,257 fp32 logits = 206 MB per slot

@@ -7,7 +7,7 @@ when it was written; a run config's `[prices]` table overrides or extends it. An
 cost nothing (the offline agent, replayed cassettes, a local Ollama) are free whatever the
 table says.
 
-Agent calls overlap (pipeline.py), so the tokens spent are counted by a thread-safe `Meter`
+Agent calls overlap (propose/overlap.py), so the tokens spent are counted by a thread-safe `Meter`
 as answers come back, and a `MeteredAgent` refuses to start a call once a budget is spent:
 at most the calls already in flight finish past it.
 """
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from dreamteam.agents.base import Agent, AgentRequest, AgentResponse, Usage
 from dreamteam.agents.factory import AgentTeam
 from dreamteam.errors import AgentError, ConfigError
+from dreamteam.records import Spend
 
 Price = tuple[float, float]  # USD per million (input, output) tokens
 
@@ -49,15 +50,6 @@ DEFAULT_PRICES: Mapping[str, Price] = {
     "gemini-2.0-flash": (0.1, 0.4),
 }
 _FREE = ("offline", "replay", "ollama")  # providers whose answers cost no money
-
-
-@dataclass(frozen=True)
-class Spend:
-    """What a run has used so far."""
-
-    tokens: int  # input + output, over every answer
-    cost: float  # USD
-    minutes: float  # wall time of this process's part of the run
 
 
 @dataclass(frozen=True)

@@ -27,15 +27,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
-from dreamteam.types import Status
+from dreamteam.records import Allocation, Status
 
 if TYPE_CHECKING:
     from dreamteam.config import RunConfig
     from dreamteam.personas import Persona
-    from dreamteam.selection import Measured, Verdict
-    from dreamteam.store import CandidateRecord, RunStore
-
-POLICIES = ("uniform", "bandit")
+    from dreamteam.records import CandidateRecord
+    from dreamteam.select.rules import Measured, Verdict
+    from dreamteam.store import RunStore
 
 
 class Outcome(StrEnum):
@@ -85,20 +84,6 @@ class PersonaStats:
     @property
     def failure_rate(self) -> float:
         return sum(self.failures.values()) / self.proposals if self.proposals else 0.0
-
-
-@dataclass(frozen=True)
-class Allocation:
-    """The proposal slots of one generation, and what decided them."""
-
-    generation: int
-    policy: str  # uniform | bandit
-    slots: tuple[tuple[str, int], ...]  # (persona slug, proposals) in team order
-    posterior: tuple[tuple[str, int, int], ...] = ()  # (slug, wins, losses) the draw saw
-    floor: tuple[str, ...] = ()  # personas given a slot by the floor (or for being untried)
-
-    def count(self, persona: str) -> int:
-        return dict(self.slots).get(persona, 0)
 
 
 @dataclass(frozen=True)
@@ -159,8 +144,8 @@ def attempts(store: RunStore, yard: Yardstick) -> list[Attempt]:
     repair's stored parent is the failed candidate; a chain's, the previous link)."""
     screen = _screen_losses(store, yard)
     gens = store.generations()
-    parents = {g["number"]: g["parent"] for g in gens}
-    replaced = {g["best"] for g in gens if g["number"] > 0 and g["best"] != g["parent"]}
+    parents = {g.number: g.parent for g in gens}
+    replaced = {g.best for g in gens if g.number > 0 and g.best != g.parent}
     out = []
     for c in store.candidates():
         if c.kind == "baseline":

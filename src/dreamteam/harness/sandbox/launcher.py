@@ -6,7 +6,7 @@ Layers, each probed and recorded (a user's laptop has fewer than a Linux server)
   - cgroup v1 pids and memory controllers: fork bombs and memory hogs are stopped;
   - a wall-clock timeout that kills the whole process group;
   - stdout/stderr read through a pipe and kept to a bounded head and tail;
-  - inside the child (runner.py): rlimits, Landlock, no capabilities, seccomp and an audit
+  - inside the child (child.py): rlimits, Landlock, no capabilities, seccomp and an audit
     hook, before candidate code. The child confirms them on the result channel before any
     candidate code runs, and only confirmed layers are recorded.
 The harness process never imports candidate code.
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from dreamteam.confine import landlock_abi
 from dreamteam.errors import SandboxError
+from dreamteam.harness.sandbox.walls import landlock_abi
 
-RUNNER = Path(__file__).resolve().parent / "runner.py"
+RUNNER = Path(__file__).resolve().parent / "child.py"
 CGROUP_V1 = Path("/sys/fs/cgroup")
 # glibc returns each large tensor to the kernel at free and gets zeroed pages back at the next
 # allocation; keeping freed memory in the heap halves a small model's step time on a CPU.
@@ -244,7 +244,7 @@ def run_sandboxed(
     on_output: Callable[[str], None] | None = None,
     pass_fds: tuple[int, ...] = (),
 ) -> ProcessResult:
-    """Run runner.py in `mode` inside the sandbox; return how it ended and what it reported.
+    """Run child.py in `mode` inside the sandbox; return how it ended and what it reported.
 
     `converse(stdin, results)` runs while the child lives, for modes that talk (evaluation);
     otherwise the child's report is read from the result channel when it exits.

@@ -7,7 +7,7 @@
 
 Every write is one transaction, so `kill -9` at any moment leaves either the whole record of
 a finished step or none of it; `--resume` reads what is there and recomputes nothing finished.
-The store only persists: ranking and selection live in search.py.
+The store only persists: ranking and selection live in loop/search.py.
 """
 
 from __future__ import annotations
@@ -18,103 +18,32 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from dreamteam.allocation import Allocation
 from dreamteam.errors import StoreError
-from dreamteam.records import ChangeRecord
-from dreamteam.trial import TrialResult
-from dreamteam.types import Status
-
-DB_NAME = "dreamteam.sqlite"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, created REAL, task TEXT, config TEXT, isolation TEXT,
-    status TEXT, finished REAL
-);
-CREATE TABLE IF NOT EXISTS candidates (
-    id TEXT PRIMARY KEY, generation INTEGER, persona TEXT, mode TEXT, parent TEXT,
-    kind TEXT, code_hash TEXT, files TEXT, diff TEXT, response TEXT, model TEXT,
-    tokens_in INTEGER, tokens_out INTEGER, cost REAL, latency REAL,
-    status TEXT, reason TEXT, summary TEXT, created REAL,
-    record TEXT, record_key TEXT, twin TEXT
-);
-CREATE TABLE IF NOT EXISTS trials (
-    candidate TEXT, fidelity TEXT, seed INTEGER, status TEXT, reason TEXT,
-    val_loss REAL, bpb REAL, self_loss REAL, self_loss_gap INTEGER, train_seconds REAL,
-    eval_seconds REAL, steps INTEGER, iters INTEGER, n_params INTEGER, log TEXT,
-    layers TEXT, created REAL,
-    PRIMARY KEY (candidate, fidelity, seed)
-);
-CREATE TABLE IF NOT EXISTS generations (
-    number INTEGER PRIMARY KEY, parent TEXT, best TEXT, promoted TEXT, note TEXT,
-    started REAL, finished REAL
-);
-CREATE TABLE IF NOT EXISTS steering (
-    version INTEGER PRIMARY KEY, generation INTEGER, text TEXT, created REAL
-);
-CREATE TABLE IF NOT EXISTS allocations (
-    generation INTEGER PRIMARY KEY, policy TEXT, slots TEXT, posterior TEXT, floor TEXT,
-    created REAL
-);
-CREATE TABLE IF NOT EXISTS elite (
-    generation INTEGER PRIMARY KEY, members TEXT, created REAL
-);
-"""
-# Columns added since the first runs were written: an older run's table gets them on opening.
-_ADDED_COLUMNS = (
-    ("candidates", "record", "TEXT"),
-    ("candidates", "record_key", "TEXT"),
-    ("candidates", "twin", "TEXT"),
+from dreamteam.records import (
+    Allocation,
+    CandidateRecord,
+    GenerationRecord,
+    RunInfo,
+    RunSummary,
+    SteeringVersion,
+    TrialRecord,
+    TrialResult,
 )
-
-
-@dataclass(frozen=True)
-class CandidateRecord:
-    """A proposal as stored: who made it, from what, the files, and how it ended."""
-
-    id: str
-    generation: int
-    persona: str
-    mode: str
-    parent: str | None
-    kind: str  # baseline | proposal | repair | duplicate
-    code_hash: str
-    files: Mapping[str, str]
-    diff: str = ""
-    response: str = ""
-    model: str = ""
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost: float = 0.0
-    latency: float = 0.0
-    status: str = ""  # empty until evaluated; a Status value after
-    reason: str = ""
-    summary: str = ""
-    record: ChangeRecord | None = None  # what the change did, from its code (records.py)
-    record_key: str = ""  # records.dedupe_key: equal for the same change to the same code
-    twin: str = ""  # a duplicate's earlier candidate, whose result it shares
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One stored measurement (candidate x fidelity x seed)."""
-
-    candidate: str
-    fidelity: str
-    seed: int
-    status: Status
-    reason: str
-    val_loss: float | None
-    bpb: float | None
-    self_loss: float | None
-    train_seconds: float
-    eval_seconds: float
-    steps: int
-    iters: int
-    n_params: int
+from dreamteam.store.schema import (
+    DB_NAME,
+    SCHEMA,
+    add_columns,
+    allocation_from_row,
+    candidate_from_row,
+    generation_from_row,
+    run_info_from_row,
+    steering_from_row,
+    trial_from_row,
+)
 
 
 class RunStore:
@@ -146,8 +75,8 @@ class RunStore:
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            _add_columns(db)
+            db.executescript(SCHEMA)
+            add_columns(db)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the run store in {self.run_dir}: {exc}") from exc
         db.row_factory = sqlite3.Row
@@ -197,18 +126,25 @@ class RunStore:
                 (run_id, time.time(), task, json.dumps(config), json.dumps(isolation)),
             )
 
-    def run_info(self) -> dict[str, Any]:
+    def run_info(self) -> RunInfo:
         row = self._db.execute("SELECT * FROM runs LIMIT 1").fetchone()
         if row is None:
             raise StoreError(f"{self.run_dir} holds no run record: start it with `dreamteam run`")
-        info = dict(row)
-        info["config"] = json.loads(info["config"])
-        info["isolation"] = json.loads(info["isolation"] or "[]")
-        return info
+        return run_info_from_row(row)
 
-    def finish_run(self, status: str) -> None:
+    def finish_run(self, status: str, summary: RunSummary | None = None) -> None:
+        """Mark the run ended, with the summary its last lines reported (the report reads it)."""
+        text = summary.to_json() if summary else None
         with self._tx() as db:
-            db.execute("UPDATE runs SET status = ?, finished = ?", (status, time.time()))
+            db.execute(
+                "UPDATE runs SET status = ?, finished = ?, summary = COALESCE(?, summary)",
+                (status, time.time(), text),
+            )
+
+    def summary(self) -> RunSummary | None:
+        """The summary stored when the run finished; None while it runs."""
+        row = self._db.execute("SELECT summary FROM runs LIMIT 1").fetchone()
+        return RunSummary.from_json(row["summary"]) if row and row["summary"] else None
 
     # -- candidates ---------------------------------------------------------------------
     def add_candidate(self, c: CandidateRecord) -> None:
@@ -246,10 +182,10 @@ class RunStore:
 
     def candidate(self, candidate_id: str) -> CandidateRecord | None:
         row = self._db.execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,)).fetchone()
-        return _candidate(row) if row else None
+        return candidate_from_row(row) if row else None
 
     def candidates(self, generation: int | None = None) -> list[CandidateRecord]:
-        return [_candidate(r) for r in self._rows("candidates", "generation", generation)]
+        return [candidate_from_row(r) for r in self._rows("candidates", "generation", generation)]
 
     def usage(self) -> tuple[int, float]:
         """Agent tokens (input + output) and USD cost over every stored candidate."""
@@ -264,7 +200,7 @@ class RunStore:
             "SELECT * FROM candidates WHERE code_hash = ? AND kind != 'duplicate' ORDER BY created LIMIT 1",
             (code_hash,),
         ).fetchone()
-        return _candidate(row) if row else None
+        return candidate_from_row(row) if row else None
 
     def by_record(self, record_key: str) -> CandidateRecord | None:
         """The first candidate (not itself a duplicate) that made the same change."""
@@ -273,7 +209,7 @@ class RunStore:
             " ORDER BY created LIMIT 1",
             (record_key,),
         ).fetchone()
-        return _candidate(row) if row else None
+        return candidate_from_row(row) if row else None
 
     # -- trials -------------------------------------------------------------------------
     def add_trial(self, candidate_id: str, result: TrialResult) -> None:
@@ -307,10 +243,10 @@ class RunStore:
             "SELECT * FROM trials WHERE candidate = ? AND fidelity = ? AND seed = ?",
             (candidate_id, fidelity, seed),
         ).fetchone()
-        return _trial(row) if row else None
+        return trial_from_row(row) if row else None
 
     def trials(self, candidate_id: str | None = None) -> list[TrialRecord]:
-        return [_trial(r) for r in self._rows("trials", "candidate", candidate_id)]
+        return [trial_from_row(r) for r in self._rows("trials", "candidate", candidate_id)]
 
     def trial_log(self, candidate_id: str) -> str:
         row = self._db.execute(
@@ -333,9 +269,9 @@ class RunStore:
                 (best, json.dumps(promoted), note, time.time(), number),
             )
 
-    def generations(self) -> list[dict[str, Any]]:
+    def generations(self) -> list[GenerationRecord]:
         rows = self._db.execute("SELECT * FROM generations ORDER BY number").fetchall()
-        return [dict(r) | {"promoted": json.loads(r["promoted"] or "[]")} for r in rows]
+        return [generation_from_row(r) for r in rows]
 
     def set_elite(self, generation: int, members: list[str]) -> None:
         """The elite (candidate ids, best first) as it stood after a generation."""
@@ -376,8 +312,9 @@ class RunStore:
             )
         return True
 
-    def steering(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._db.execute("SELECT * FROM steering ORDER BY version")]
+    def steering(self) -> list[SteeringVersion]:
+        rows = self._db.execute("SELECT * FROM steering ORDER BY version")
+        return [steering_from_row(r) for r in rows]
 
     # -- allocations --------------------------------------------------------------------
     def set_allocation(self, a: Allocation) -> None:
@@ -399,61 +336,11 @@ class RunStore:
         row = self._db.execute(
             "SELECT * FROM allocations WHERE generation = ?", (generation,)
         ).fetchone()
-        return _allocation(row) if row else None
+        return allocation_from_row(row) if row else None
 
     def allocations(self) -> list[Allocation]:
         rows = self._db.execute("SELECT * FROM allocations ORDER BY generation").fetchall()
-        return [_allocation(r) for r in rows]
-
-
-def _candidate(row: sqlite3.Row) -> CandidateRecord:
-    data = dict(row)
-    data.pop("created", None)
-    data["files"] = json.loads(data["files"])
-    data["record"] = ChangeRecord.from_json(data["record"]) if data.get("record") else None
-    data["record_key"] = data.get("record_key") or ""
-    data["twin"] = data.get("twin") or ""
-    return CandidateRecord(**data)
-
-
-def _allocation(row: sqlite3.Row) -> Allocation:
-    return Allocation(
-        generation=row["generation"],
-        policy=row["policy"],
-        slots=tuple((str(s), int(n)) for s, n in json.loads(row["slots"])),
-        posterior=tuple((str(s), int(w), int(n)) for s, w, n in json.loads(row["posterior"])),
-        floor=tuple(json.loads(row["floor"])),
-    )
-
-
-def _add_columns(db: sqlite3.Connection) -> None:
-    """Give an older run's tables the columns added since (a no-op on a current run)."""
-    for table, column, kind in _ADDED_COLUMNS:
-        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-        if column not in have:
-            try:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            except sqlite3.OperationalError as exc:  # another connection added it first
-                if "duplicate column" not in str(exc):
-                    raise
-
-
-def _trial(row: sqlite3.Row) -> TrialRecord:
-    return TrialRecord(
-        candidate=row["candidate"],
-        fidelity=row["fidelity"],
-        seed=row["seed"],
-        status=Status(row["status"]),
-        reason=row["reason"],
-        val_loss=row["val_loss"],
-        bpb=row["bpb"],
-        self_loss=row["self_loss"],
-        train_seconds=row["train_seconds"],
-        eval_seconds=row["eval_seconds"],
-        steps=row["steps"],
-        iters=row["iters"],
-        n_params=row["n_params"],
-    )
+        return [allocation_from_row(r) for r in rows]
 
 
 def list_runs(runs_dir: Path) -> list[Path]:

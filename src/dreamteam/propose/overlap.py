@@ -6,7 +6,7 @@
 
 Two rules keep a run deterministic while calls overlap: proposals are recorded in the order
 they were asked, whatever order the answers come back in; and trial results are stored only
-once every proposal of the batch is recorded (search.py `_measure`), so each proposal meets
+once every proposal of the batch is recorded (loop/search.py `_measure`), so each proposal meets
 the store exactly as the sequential loop would have left it (the duplicate check reads it).
 
 Only agents that wait on a server get a thread. In-process agents (offline, replay) compute
@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 from dreamteam.agents import Agent, AgentRequest, AgentResponse, Provider, parse_model_spec
 from dreamteam.errors import AgentError, ConfigError
 from dreamteam.personas import Persona
-from dreamteam.store import CandidateRecord
+from dreamteam.records import CandidateRecord
 
 A = TypeVar("A")  # an answer
 R = TypeVar("R")  # a record made from it

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from dreamteam.config import settings_from_env
-from dreamteam.data import DataPaths, resolve_data
-from dreamteam.device import select_device
 from dreamteam.errors import ConfigError, DataError, DreamteamError
-from dreamteam.executors import Job, JobFeed
-from dreamteam.sandbox import probe_isolation
+from dreamteam.execute.devices import select_device
+from dreamteam.execute.jobs import Job, JobFeed
+from dreamteam.harness.sandbox.launcher import probe_isolation
+from dreamteam.harness.trial import TrialBudget, run_trial
+from dreamteam.records import Status, TrialResult
 from dreamteam.tasks import Task
-from dreamteam.trial import TrialBudget, TrialResult, run_trial
-from dreamteam.types import Status
+from dreamteam.tasks.data import DataPaths, resolve_data
 
 ATTEMPTS = 2  # a job whose worker dies is tried once more, then recorded as crashed
 INSTALL_HINT = "pip install 'dreamteam[ray]'"

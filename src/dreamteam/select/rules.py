@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 Z95 = 1.96
-OBJECTIVES = ("loss", "bpb", "loss+time", "pareto")
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def pareto_front(points: Sequence[tuple[float, float, str]]) -> list[tuple[float
 class Objective:
     """What selection minimises, and the knobs of the time-aware objectives."""
 
-    name: str = "loss"  # one of OBJECTIVES
+    name: str = "loss"  # an ObjectiveName
     time_weight: float = 0.0  # loss+time: nats charged per training minute
     time_tolerance: float = (
         0.1  # pareto: slower by up to this fraction still counts as "not slower"

@@ -3,7 +3,7 @@
 files ─► static checks ─► sandboxed training ─► run-contract checks
       ─► sandboxed logits (or outputs) + harness-owned score ─► TrialResult (one Status)
 
-The LM task is scored by evaluation.py, a task with a harness file by evaluation_rows.py.
+The LM task is scored by scoring/lm.py, a task with a harness file by scoring/rows.py.
 """
 
 from __future__ import annotations
@@ -13,19 +13,19 @@ import os
 import shutil
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from dreamteam.checks import check_candidate
-from dreamteam.data import DataPaths
-from dreamteam.evaluation import EvalOutcome, evaluate_checkpoint, process_failure
-from dreamteam.evaluation_rows import evaluate_rows
-from dreamteam.sandbox import Isolation, Limits, run_sandboxed
+from dreamteam.harness.checks import check_candidate
+from dreamteam.harness.sandbox.launcher import Isolation, Limits, run_sandboxed
+from dreamteam.harness.scoring.lm import EvalOutcome, evaluate_checkpoint, process_failure
+from dreamteam.harness.scoring.rows import evaluate_rows
+from dreamteam.records import Status, TrialResult
 from dreamteam.tasks import Task
+from dreamteam.tasks.data import DataPaths
 from dreamteam.tasks.metric import load_metric
-from dreamteam.types import Status
 
 SELF_REPORT_GAP = 0.5  # nats: a self-reported loss this far below the harness's is flagged
 
@@ -48,32 +48,6 @@ class TrialBudget:
         return Limits(
             wall_seconds=self.eval_seconds, memory_bytes=self.memory_bytes, threads=self.threads
         )
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    """What the harness measured for one candidate, seed and fidelity."""
-
-    status: Status
-    reason: str
-    seed: int
-    fidelity: str
-    iters: int
-    val_loss: float | None = None
-    bpb: float | None = None
-    self_loss: float | None = None  # the candidate's own claim: advisory
-    self_loss_gap: bool = False
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    steps: int = 0
-    n_params: int = 0
-    log: str = ""
-    layers: tuple[str, ...] = ()
-    metrics: dict[str, float] = field(default_factory=dict)  # a harness-file task's figures
-
-    @property
-    def ok(self) -> bool:
-        return self.status is Status.OK
 
 
 def run_trial(

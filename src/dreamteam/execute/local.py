@@ -1,12 +1,8 @@
-"""Where trials run: a pool of sandboxed children on this machine, or Ray tasks on a cluster.
-
-    jobs (a list, or proposals still arriving) ─► executor ─► (job, result) as each finishes
+"""Trials on this machine: a pool of sandboxed children, results yielded as each finishes.
 
 Every executor runs the same `run_trial`: the same static checks, sandbox and harness-owned
-score. Jobs may arrive over time (the search hands over each proposal's trial as soon as its
-LLM answer is recorded); an executor pulls them on the caller's thread, one at a time, when
-it has room, so the code producing them may use the store. Ray lives in executors_ray.py and
-is imported only when asked for.
+score. Jobs are pulled on the caller's thread, one at a time, when a worker has room, so the
+code producing them may use the store.
 """
 
 from __future__ import annotations
@@ -15,58 +11,16 @@ import queue
 import shutil
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
-from dreamteam.checks import check_candidate
-from dreamteam.data import DataPaths
-from dreamteam.device import select_device, worker_devices
-from dreamteam.sandbox import Isolation
+from dreamteam.execute.devices import worker_devices
+from dreamteam.execute.jobs import Job, JobFeed
+from dreamteam.harness.checks import check_candidate
+from dreamteam.harness.sandbox.launcher import Isolation
+from dreamteam.harness.trial import TrialBudget, run_trial
+from dreamteam.records import Status, TrialResult
 from dreamteam.tasks import Task
-from dreamteam.trial import TrialBudget, TrialResult, run_trial
-from dreamteam.types import Status
-
-if TYPE_CHECKING:
-    from dreamteam.executors_ray import RayExecutor
-
-EXECUTORS = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One trial to run: a candidate's files at a fidelity and seed."""
-
-    candidate: str
-    files: dict[str, str]
-    fidelity: str
-    seed: int
-    keep_checkpoint: Path | None = None  # where to keep the trained weights, if anywhere
-
-
-class Executor(Protocol):
-    """Anything that runs trials and yields their results as they finish."""
-
-    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, TrialResult]]: ...
-
-
-class JobFeed:
-    """Jobs pulled on demand from an iterable whose items may still be arriving."""
-
-    def __init__(self, jobs: Iterable[Job]):
-        self._jobs = iter(jobs)
-        self.exhausted = False
-
-    def take(self, n: int) -> list[Job]:
-        """Up to `n` more jobs; fewer only once the iterable has ended."""
-        taken: list[Job] = []
-        while len(taken) < n and not self.exhausted:
-            job = next(self._jobs, None)
-            if job is None:
-                self.exhausted = True
-            else:
-                taken.append(job)
-        return taken
+from dreamteam.tasks.data import DataPaths
 
 
 class LocalExecutor:
@@ -147,28 +101,3 @@ class LocalExecutor:
 
     def close(self) -> None:
         """Nothing to release: the pool lives only while `run` does."""
-
-
-def make_executor(
-    kind: str,
-    task: Task,
-    data: DataPaths,
-    isolation: Isolation,
-    budget: TrialBudget,
-    work_root: Path,
-    workers: int = 1,
-    device: str = "cpu",
-    address: str = "",
-) -> LocalExecutor | RayExecutor:
-    """The executor a run asked for: `local`, or `ray` (attached to `address`, or a local
-    Ray instance sized to `workers` when the address is empty).
-
-    `device` is as asked (`auto`, `cpu`, `cuda`, `mps`): the local executor checks it against
-    this machine, the Ray executor against the cluster's GPUs.
-    """
-    if kind == "ray":
-        from dreamteam.executors_ray import RayExecutor
-
-        return RayExecutor(task, data, budget, workers=workers, device=device, address=address)
-    where = select_device(device)
-    return LocalExecutor(task, data, isolation, budget, work_root, workers=workers, device=where)

@@ -2,7 +2,7 @@
 stored candidate (parsed edits, a code hash, a change record, a duplicate or not).
 
 `Search` owns the generations; a `Proposer` owns the turns within one. Each turn is built
-here, asked through pipeline.py (concurrently when the agents wait on a network), and
+here, asked through propose/overlap.py (concurrently when the agents wait on a network), and
 recorded here in team order, so ids, seeds and the store's rows do not depend on timing.
 """
 
@@ -14,20 +14,19 @@ from dataclasses import replace
 
 from dreamteam import pyparse
 from dreamteam.agents import Agent, AgentRequest, AgentResponse, AgentTeam
-from dreamteam.allocation import Yardstick, allocate
-from dreamteam.budget import BudgetSpent, Limits, Spend, answer_cost, spent_reason
+from dreamteam.agents.budget import BudgetSpent, Limits, answer_cost, spent_reason
 from dreamteam.config import RunConfig
-from dreamteam.crossover import crossover_candidate
-from dreamteam.edits import apply_edits, diff_files, parse_edits
-from dreamteam.events import Event
-from dreamteam.novelty import history_items, note_change
 from dreamteam.personas import Persona
-from dreamteam.pipeline import Answer, Turn
-from dreamteam.prompting import HistoryItem, build_prompt, repair_note
-from dreamteam.standing import Standing
-from dreamteam.store import CandidateRecord, RunStore
+from dreamteam.propose.allocation import Yardstick, allocate
+from dreamteam.propose.crossover import crossover_candidate
+from dreamteam.propose.edits import apply_edits, diff_files, parse_edits
+from dreamteam.propose.novelty import history_items, note_change
+from dreamteam.propose.overlap import Answer, Turn
+from dreamteam.propose.prompt import HistoryItem, build_prompt, repair_note
+from dreamteam.records import CandidateRecord, Event, Spend, Status
+from dreamteam.select.judge import Standing
+from dreamteam.store import RunStore
 from dreamteam.tasks import Task
-from dreamteam.types import Status
 
 SLOT_SEED = 7919  # added to an agent request's seed per extra slot of the same persona
 _REPAIRABLE = (str(Status.INVALID), str(Status.CRASHED))

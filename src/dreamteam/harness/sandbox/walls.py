@@ -1,6 +1,6 @@
 """Walls a sandboxed child raises around itself before it imports candidate code.
 
-Runs inside the child process (see runner.py). Three layers live here because they can only
+Runs inside the child process (see child.py). Three layers live here because they can only
 be applied from inside:
   - Landlock (the kernel's unprivileged access control): files confined to the work directory
     plus read-only system and Python directories, nothing executable, no TCP, no signals to

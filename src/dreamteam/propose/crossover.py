@@ -15,7 +15,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from dreamteam.edits import (
+from dreamteam.propose.edits import (
     Edit,
     EditKind,
     ParsedEdits,
@@ -24,8 +24,7 @@ from dreamteam.edits import (
     diff_files,
     render_edits,
 )
-from dreamteam.store import CandidateRecord
-from dreamteam.types import Status
+from dreamteam.records import CandidateRecord, Status
 
 # (lines before, lines after) a hunk, tried in order: the most context first
 _CONTEXTS = ((3, 3), (2, 2), (1, 1), (1, 0), (0, 1), (0, 0))

@@ -2,7 +2,7 @@
 elite, and the pair a crossover joins.
 
 The search asks; this module reads the store and hands the numbers to the pure rules in
-selection.py. A candidate's figure uses every confirmation seed (all must have trained) and,
+select/rules.py. A candidate's figure uses every confirmation seed (all must have trained) and,
 once it has been a parent, its recheck seed too.
 
 Why the recheck: a parent won its place on the confirmation seeds, so those seeds flatter it
@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dreamteam.config import RunConfig
-from dreamteam.selection import (
+from dreamteam.records import CandidateRecord, Status
+from dreamteam.select.rules import (
     Measured,
     Objective,
     Sample,
@@ -27,8 +28,7 @@ from dreamteam.selection import (
     rank_elite,
     rescue,
 )
-from dreamteam.store import CandidateRecord, RunStore
-from dreamteam.types import Status
+from dreamteam.store import RunStore
 
 
 def objective_of(config: RunConfig) -> Objective:

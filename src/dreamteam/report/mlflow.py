@@ -17,12 +17,12 @@ import statistics
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dreamteam.errors import ConfigError
+from dreamteam.records import CandidateRecord, RunInfo, Status, TrialRecord
 from dreamteam.report.views import parse_curve
-from dreamteam.store import CandidateRecord, RunStore, TrialRecord
-from dreamteam.types import Status
+from dreamteam.store import RunStore
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -88,12 +88,12 @@ def _write_artifacts(folder: Path, c: CandidateRecord, log: str) -> None:
             (folder / name).write_text(text, encoding="utf-8")
 
 
-def _experiment(client: MlflowClient, info: dict[str, Any], artifact_location: str | None) -> str:
-    name = experiment_name(info["id"])
+def _experiment(client: MlflowClient, info: RunInfo, artifact_location: str | None) -> str:
+    name = experiment_name(info.id)
     existing = client.get_experiment_by_name(name)
     if existing is not None:
         return str(existing.experiment_id)
-    tags = {"dreamteam.run": info["id"], "dreamteam.task": info["task"]}
+    tags = {"dreamteam.run": info.id, "dreamteam.task": info.task}
     return str(client.create_experiment(name, artifact_location=artifact_location, tags=tags))
 
 
@@ -141,7 +141,7 @@ def export_run(store: RunStore, tracking_uri: str, artifact_location: str | None
     experiment_id = _experiment(client, info, artifact_location)
     done = _exported(client, experiment_id)
     # the run's own clock, so exporting twice gives the same timestamps
-    start = int(info["created"] * 1000)
+    start = int(info.created * 1000)
     written = 0
     for c in store.candidates():
         if c.id not in done:

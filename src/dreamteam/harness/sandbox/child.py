@@ -1,6 +1,6 @@
 """The sandboxed child: confines itself, then trains a candidate or computes its outputs.
 
-Started by sandbox.run_sandboxed as ``python -I runner.py MODE CONFIG_JSON``. Everything up to
+Started by launcher.run_sandboxed as ``python -I child.py MODE CONFIG_JSON``. Everything up to
 the import of candidate code is the harness's; after it, nothing this process says is trusted:
 the harness reads the checkpoint and the logits (or outputs) and computes every score itself.
 Reports go to an inherited pipe (``result_fd``) as JSON lines; the candidate's output goes to
@@ -22,11 +22,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # -I drops PYTHONPATH
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # -I drops PYTHONPATH
 
 import contextlib
 
-from dreamteam.confine import (
+from dreamteam.harness.sandbox.walls import (
     SYSTEM_READ_DIRS,
     apply_landlock,
     apply_seccomp,
@@ -342,7 +342,7 @@ def _plain(value: Any) -> Any:
 
 
 def main() -> int:
-    """Entry point of the child: ``runner.py train|eval|outputs|sample CONFIG_JSON``."""
+    """Entry point of the child: ``child.py train|eval|outputs|sample CONFIG_JSON``."""
     mode, config = sys.argv[1], json.loads(sys.argv[2])
     os.chdir(config["work_dir"])
     modes = {"train": _train, "eval": _evaluate, "outputs": _outputs, "sample": _sample}

@@ -1,6 +1,6 @@
 """The harness-owned score of a task with a harness file: inputs out, outputs back, metric here.
 
-The sandboxed child (runner.py, mode ``outputs``) gets the evaluation inputs and nothing else:
+The sandboxed child (child.py, mode ``outputs``) gets the evaluation inputs and nothing else:
 it rebuilds the candidate's model from its checkpoint and writes one output row per input row
 to a file in its own work dir. Here, in the harness, the task's ``score(outputs, targets)``
 turns them into figures; the targets never leave this process. Two fresh processes:
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamteam.evaluation import (
+from dreamteam.harness.sandbox.launcher import Isolation, Limits, ProcessResult, run_sandboxed
+from dreamteam.harness.scoring.lm import (
     PROBE_TOLERANCE,
     EvalOutcome,
     Score,
@@ -32,7 +33,6 @@ from dreamteam.evaluation import (
     protected_args_problem,
     stage_model,
 )
-from dreamteam.sandbox import Isolation, Limits, ProcessResult, run_sandboxed
 from dreamteam.tasks import Task
 from dreamteam.tasks.metric import TaskMetric, finite, scored
 

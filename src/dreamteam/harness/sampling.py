@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dreamteam.errors import SandboxError
-from dreamteam.evaluation import process_failure
-from dreamteam.sandbox import Isolation, Limits, run_sandboxed
+from dreamteam.harness.sandbox.launcher import Isolation, Limits, run_sandboxed
+from dreamteam.harness.scoring.lm import process_failure
 from dreamteam.tasks import Task
 
 

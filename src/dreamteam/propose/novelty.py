@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
-from dreamteam.prompting import HistoryItem
-from dreamteam.records import dedupe_key, extract_record
-from dreamteam.types import Status
+from dreamteam.propose.changes import dedupe_key, extract_record
+from dreamteam.propose.prompt import HistoryItem
+from dreamteam.records import Status
 
 if TYPE_CHECKING:
-    from dreamteam.store import CandidateRecord, RunStore
+    from dreamteam.records import CandidateRecord
+    from dreamteam.store import RunStore
 
 
 class Lookup(Protocol):

@@ -21,63 +21,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from dreamteam.agents import AgentTeam
-from dreamteam.budget import (
-    Limits,
-    Meter,
-    Spend,
-    check_prices,
-    metered,
-    spent_reason,
-)
+from dreamteam.agents.budget import Limits, Meter, check_prices, metered, spent_reason
 from dreamteam.config import RunConfig
 from dreamteam.errors import ConfigError
-from dreamteam.events import Event
-from dreamteam.executors import Executor, Job
+from dreamteam.execute.jobs import Executor, Job
 from dreamteam.personas import PersonaLibrary
-from dreamteam.pipeline import Arrivals, Turn, waits_on_network
-from dreamteam.proposing import Proposer, code_hash, repairable
-from dreamteam.selection import Comparison, Estimate, compare, estimate, promote
-from dreamteam.standing import Standing
-from dreamteam.store import CandidateRecord, RunStore
+from dreamteam.propose.overlap import Arrivals, Turn, waits_on_network
+from dreamteam.propose.proposer import Proposer, code_hash, repairable
+from dreamteam.propose.team import pick_team
+from dreamteam.records import (
+    CandidateRecord,
+    Event,
+    RunSummary,
+    SeedPlan,
+    Spend,
+    Status,
+    TrialResult,
+)
+from dreamteam.select.judge import Standing
+from dreamteam.select.rules import Comparison, Estimate, compare, estimate, promote
+from dreamteam.store import RunStore
 from dreamteam.tasks import Task
-from dreamteam.team import pick_team
-from dreamteam.trial import TrialResult
-from dreamteam.types import Status
 
 BASE_SEED = 1337
 BASELINE_ID = "g0-baseline"
 
 
-@dataclass(frozen=True)
-class RunSummary:
-    """The outcome of a run, as the CLI's last lines report it."""
-
-    best: str
-    persona: str
-    val_loss: float
-    baseline: float
-    delta: float
-    ci95: float
-    fidelity: str
-    seeds: tuple[int, ...]
-    candidates: int
-    statuses: dict[str, int] = field(default_factory=dict)
-    stopped: str = ""  # why the run ended early, if it did
-    elite: tuple[str, ...] = ()  # the top confirmed candidates, best first
-    tokens: int = 0  # agent input + output tokens over the run
-    cost: float = 0.0  # USD
-
-
-def seed_plan(config: RunConfig) -> dict[str, tuple[int, ...]]:
+def seed_plan(config: RunConfig) -> SeedPlan:
     """The seeds of a run: one to screen, `seeds` to confirm, `seeds` fresh ones at the end,
     and one more to recheck a parent before it leads a second generation."""
     confirm = tuple(BASE_SEED + 1 + i for i in range(config.seeds))
     final = tuple(BASE_SEED + 1 + config.seeds + i for i in range(config.seeds))
-    recheck = (BASE_SEED + 1 + 2 * config.seeds,)
-    return {"screen": (BASE_SEED,), "confirm": confirm, "final": final, "recheck": recheck}
+    return SeedPlan(BASE_SEED, confirm, final, BASE_SEED + 1 + 2 * config.seeds)
 
 
 class Search:
@@ -98,10 +76,10 @@ class Search:
         self.team = pick_team(library, config)
         self.started = time.monotonic()
         plan = seed_plan(config)
-        self.screen_seed = plan["screen"][0]
-        self.confirm_seeds, self.final_seeds = plan["confirm"], plan["final"]
+        self.screen_seed = plan.screen
+        self.confirm_seeds, self.final_seeds = plan.confirm, plan.final
         self.noise_sd = 0.0
-        self.standing = Standing(store, config, BASELINE_ID, self.confirm_seeds, plan["recheck"][0])
+        self.standing = Standing(store, config, BASELINE_ID, self.confirm_seeds, plan.recheck)
         self.limits = Limits(config.budget_minutes, config.budget_tokens, config.budget_cost)
         self._rescue_note = ""  # how the elite replaced this generation's parent, if it did
         self._elite: list[str] = []  # as it stood after the last finished generation
@@ -306,7 +284,7 @@ class Search:
         self, turns: Sequence[Turn], then: Callable[[], Sequence[CandidateRecord]] | None = None
     ) -> tuple[list[CandidateRecord], list[CandidateRecord]]:
         """Ask every turn's agent at once (`agent_concurrency` calls in flight; in line under
-        the chain strategy and for in-process agents, see pipeline.py), record the answers in
+        the chain strategy and for in-process agents, see propose/overlap.py), record the answers in
         turn order, then `then()`'s candidates, and screen each valid one as soon as it is
         recorded.
 
@@ -436,6 +414,7 @@ class Search:
             tuple(self._elite),
             spend.tokens,
             spend.cost,
+            cmp.better,
         )
 
 

@@ -7,7 +7,7 @@ import random
 from dreamteam.config import RunConfig
 from dreamteam.errors import ConfigError
 from dreamteam.personas import Persona, PersonaLibrary
-from dreamteam.types import Mode
+from dreamteam.records import Mode
 
 
 def pick_team(library: PersonaLibrary, config: RunConfig) -> list[Persona]:

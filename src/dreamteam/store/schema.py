@@ -1,0 +1,151 @@
+"""The run store's tables, and how a row becomes a record.
+
+Columns added since the first runs were written are added to an older run's tables when it
+is opened, so every release reads every earlier run.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from dreamteam.records import (
+    Allocation,
+    CandidateRecord,
+    ChangeRecord,
+    GenerationRecord,
+    RunInfo,
+    Status,
+    SteeringVersion,
+    TrialRecord,
+)
+
+DB_NAME = "dreamteam.sqlite"
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, created REAL, task TEXT, config TEXT, isolation TEXT,
+    status TEXT, finished REAL, summary TEXT
+);
+CREATE TABLE IF NOT EXISTS candidates (
+    id TEXT PRIMARY KEY, generation INTEGER, persona TEXT, mode TEXT, parent TEXT,
+    kind TEXT, code_hash TEXT, files TEXT, diff TEXT, response TEXT, model TEXT,
+    tokens_in INTEGER, tokens_out INTEGER, cost REAL, latency REAL,
+    status TEXT, reason TEXT, summary TEXT, created REAL,
+    record TEXT, record_key TEXT, twin TEXT
+);
+CREATE TABLE IF NOT EXISTS trials (
+    candidate TEXT, fidelity TEXT, seed INTEGER, status TEXT, reason TEXT,
+    val_loss REAL, bpb REAL, self_loss REAL, self_loss_gap INTEGER, train_seconds REAL,
+    eval_seconds REAL, steps INTEGER, iters INTEGER, n_params INTEGER, log TEXT,
+    layers TEXT, created REAL,
+    PRIMARY KEY (candidate, fidelity, seed)
+);
+CREATE TABLE IF NOT EXISTS generations (
+    number INTEGER PRIMARY KEY, parent TEXT, best TEXT, promoted TEXT, note TEXT,
+    started REAL, finished REAL
+);
+CREATE TABLE IF NOT EXISTS steering (
+    version INTEGER PRIMARY KEY, generation INTEGER, text TEXT, created REAL
+);
+CREATE TABLE IF NOT EXISTS allocations (
+    generation INTEGER PRIMARY KEY, policy TEXT, slots TEXT, posterior TEXT, floor TEXT,
+    created REAL
+);
+CREATE TABLE IF NOT EXISTS elite (
+    generation INTEGER PRIMARY KEY, members TEXT, created REAL
+);
+"""
+
+
+# Columns added since the first runs were written: an older run's table gets them on opening.
+ADDED_COLUMNS = (
+    ("candidates", "record", "TEXT"),
+    ("candidates", "record_key", "TEXT"),
+    ("candidates", "twin", "TEXT"),
+    ("runs", "summary", "TEXT"),
+)
+
+
+def candidate_from_row(row: sqlite3.Row) -> CandidateRecord:
+    data = dict(row)
+    data.pop("created", None)
+    data["files"] = json.loads(data["files"])
+    data["record"] = ChangeRecord.from_json(data["record"]) if data.get("record") else None
+    data["record_key"] = data.get("record_key") or ""
+    data["twin"] = data.get("twin") or ""
+    return CandidateRecord(**data)
+
+
+def allocation_from_row(row: sqlite3.Row) -> Allocation:
+    return Allocation(
+        generation=row["generation"],
+        policy=row["policy"],
+        slots=tuple((str(s), int(n)) for s, n in json.loads(row["slots"])),
+        posterior=tuple((str(s), int(w), int(n)) for s, w, n in json.loads(row["posterior"])),
+        floor=tuple(json.loads(row["floor"])),
+    )
+
+
+def add_columns(db: sqlite3.Connection) -> None:
+    """Give an older run's tables the columns added since (a no-op on a current run)."""
+    for table, column, kind in ADDED_COLUMNS:
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            try:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as exc:  # another connection added it first
+                if "duplicate column" not in str(exc):
+                    raise
+
+
+def trial_from_row(row: sqlite3.Row) -> TrialRecord:
+    return TrialRecord(
+        candidate=row["candidate"],
+        fidelity=row["fidelity"],
+        seed=row["seed"],
+        status=Status(row["status"]),
+        reason=row["reason"],
+        val_loss=row["val_loss"],
+        bpb=row["bpb"],
+        self_loss=row["self_loss"],
+        train_seconds=row["train_seconds"],
+        eval_seconds=row["eval_seconds"],
+        steps=row["steps"],
+        iters=row["iters"],
+        n_params=row["n_params"],
+    )
+
+
+def run_info_from_row(row: sqlite3.Row) -> RunInfo:
+    return RunInfo(
+        id=row["id"],
+        created=row["created"],
+        task=row["task"],
+        config=json.loads(row["config"]),
+        isolation=tuple(json.loads(row["isolation"] or "[]")),
+        status=row["status"] or "",
+        finished=row["finished"],
+    )
+
+
+def generation_from_row(row: sqlite3.Row) -> GenerationRecord:
+    return GenerationRecord(
+        number=row["number"],
+        parent=row["parent"] or "",
+        best=row["best"] or "",
+        promoted=tuple(json.loads(row["promoted"] or "[]")),
+        note=row["note"] or "",
+        started=row["started"],
+        finished=row["finished"],
+    )
+
+
+def steering_from_row(row: sqlite3.Row) -> SteeringVersion:
+    return SteeringVersion(
+        version=row["version"],
+        generation=row["generation"],
+        text=row["text"],
+        created=row["created"],
+    )
