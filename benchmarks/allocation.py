@@ -34,7 +34,8 @@ from dreamteam.execute.jobs import Executor, Job
 from dreamteam.execute.local import LocalExecutor
 from dreamteam.harness.sandbox.launcher import probe_isolation
 from dreamteam.harness.trial import TrialBudget
-from dreamteam.loop.search import Event, Search, code_hash, seed_plan
+from dreamteam.loop.build import build_search
+from dreamteam.loop.search import Event, code_hash, seed_plan
 from dreamteam.personas import load_library
 from dreamteam.propose.allocation import repair_rescue
 from dreamteam.records import Status, TrialResult
@@ -119,7 +120,15 @@ def run_arm(config: RunConfig, executor: Shared, root: Path) -> list[Point]:
                   f" best {event.candidate} {loss:.4f}", flush=True)  # fmt: skip
 
     task = load_task(config.task)
-    Search(config, task, load_library(), team, store, executor, on_event=track).run()
+    build_search(
+        config,
+        store,
+        task=task,
+        library=load_library(),
+        agents=team,
+        executor=executor,
+        on_event=track,
+    ).run()
     for a in store.allocations():
         slots = ", ".join(f"{slug} {n}" for slug, n in a.slots if n)
         print(f"  {config.allocation} gen {a.generation} slots: {slots}", flush=True)

@@ -23,7 +23,8 @@ from dreamteam.execute.devices import cpu_threads
 from dreamteam.execute.local import LocalExecutor
 from dreamteam.harness.sandbox.launcher import probe_isolation
 from dreamteam.harness.trial import TrialBudget
-from dreamteam.loop.search import Event, Search
+from dreamteam.loop.build import build_search
+from dreamteam.loop.search import Event
 from dreamteam.personas import load_library
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
@@ -74,7 +75,15 @@ def main() -> None:
                 marks["ranked"] = time.perf_counter()
 
         start = time.perf_counter()
-        summary = Search(config, task, load_library(), team, store, executor, mark).run()
+        summary = build_search(
+            config,
+            store,
+            task=task,
+            library=load_library(),
+            agents=team,
+            executor=executor,
+            on_event=mark,
+        ).run()
         wall = time.perf_counter() - start
         ranked = marks.get("ranked", start + wall) - start
         steps = sum(t.iters for t in store.trials())

@@ -31,6 +31,7 @@ from dreamteam.execute.choose import make_executor
 from dreamteam.execute.devices import cpu_threads
 from dreamteam.harness.sandbox.launcher import probe_isolation
 from dreamteam.harness.trial import TrialBudget
+from dreamteam.loop.build import build_search
 from dreamteam.loop.search import Search
 from dreamteam.personas import Persona, load_library
 from dreamteam.store import RunStore
@@ -110,7 +111,9 @@ def _search(config: RunConfig, run_dir: Path, url: str, task: Task, data) -> tup
     )
     store = RunStore(run_dir)
     store.create_run(run_dir.name, task.name, {}, [])
-    return Search(config, task, load_library(), team, store, executor), executor
+    return build_search(
+        config, store, task=task, library=load_library(), agents=team, executor=executor
+    ), executor
 
 
 def _timed(args, setup: Setup, template: Path, root: Path, task: Task, data, answer) -> Timing:

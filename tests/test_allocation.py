@@ -16,7 +16,7 @@ from dreamteam.agents.factory import Credentials
 from dreamteam.config import RunConfig, load_run_config
 from dreamteam.errors import ConfigError
 from dreamteam.execute.jobs import Job
-from dreamteam.loop.search import Search
+from dreamteam.loop.build import build_search
 from dreamteam.personas import load_library
 from dreamteam.propose.allocation import Attempt, Outcome, bandit, repair_rescue, tally, uniform
 from dreamteam.records import Allocation, CandidateRecord, Status, TrialResult
@@ -65,7 +65,14 @@ def _run(tmp_path: Path, name: str, **overrides) -> RunStore:
     team = build_team(parse_model_map("offline"), Credentials.from_env({}), offline=_Rigged)
     store = RunStore(tmp_path / name)
     store.create_run(name, "shakespeare", {}, [])
-    Search(config, load_task("shakespeare"), LIBRARY, team, store, _TweakExecutor()).run()
+    build_search(
+        config,
+        store,
+        task=load_task("shakespeare"),
+        library=LIBRARY,
+        agents=team,
+        executor=_TweakExecutor(),
+    ).run()
     return store
 
 
@@ -110,12 +117,12 @@ def test_uniform_gives_every_team_member_one_turn_and_says_so(tmp_path: Path) ->
 def test_outcomes_and_tallies_count_wins_beyond_the_noise(tmp_path: Path) -> None:
     from dreamteam.loop.search import BASELINE_ID, seed_plan
     from dreamteam.propose.allocation import Yardstick, attempts
-    from dreamteam.select.judge import Standing
+    from dreamteam.select.judge import Judge
 
     store = _run(tmp_path, "tally", generations=2, allocation="uniform")
     config = RunConfig(generations=2, personas=TEAM, fidelity="smoke")
     plan = seed_plan(config)
-    judge = Standing(store, config, BASELINE_ID, plan.confirm, plan.recheck)
+    judge = Judge(store, config, BASELINE_ID, plan.confirm, plan.recheck)
     tried = attempts(store, Yardstick(config.screen_fidelity, plan.screen, judge))
     outcomes = {a.candidate: a.outcome for a in tried}
     assert outcomes["g1-aristotle"] is Outcome.WIN and outcomes["g2-aristotle"] is Outcome.WIN

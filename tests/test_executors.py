@@ -32,7 +32,7 @@ from dreamteam.execute.jobs import Job
 from dreamteam.execute.local import LocalExecutor
 from dreamteam.harness.sandbox.launcher import probe_isolation
 from dreamteam.harness.trial import TrialBudget
-from dreamteam.loop.search import Search
+from dreamteam.loop.build import build_search
 from dreamteam.personas import load_library
 from dreamteam.propose.overlap import Arrivals, waits_on_network
 from dreamteam.records import Status, TrialResult
@@ -213,7 +213,9 @@ def _run_with(tmp_path: Path, name: str, agent, executor, **overrides) -> RunSto
     team = build_team(parse_model_map("offline"), Credentials.from_env({}), offline=lambda: agent)
     store = RunStore(tmp_path / name)
     store.create_run(name, "shakespeare", {}, [])
-    Search(config, TASK, load_library(), team, store, executor).run()
+    build_search(
+        config, store, task=TASK, library=load_library(), agents=team, executor=executor
+    ).run()
     return store
 
 
@@ -455,7 +457,9 @@ def test_a_generation_on_ray_gives_the_local_executors_statuses(
         team = build_team(parse_model_map("offline"), Credentials.from_env({}), offline=lambda: agent)  # fmt: skip
         store = RunStore(tmp_path / name)
         store.create_run(name, "shakespeare", {}, [])
-        Search(config, TASK, load_library(), team, store, executor).run()
+        build_search(
+            config, store, task=TASK, library=load_library(), agents=team, executor=executor
+        ).run()
         cands = [(c.id, c.kind, c.status) for c in store.candidates()]
         trials = sorted((t.candidate, t.fidelity, t.seed, str(t.status)) for t in store.trials())
         return cands, trials

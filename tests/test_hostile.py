@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 from dreamteam.harness.sandbox.launcher import Isolation, Limits, probe_isolation, run_sandboxed
-from dreamteam.harness.scoring.lm import evaluate_checkpoint, process_failure
+from dreamteam.harness.scoring.common import process_failure
+from dreamteam.harness.scoring.lm import evaluate_checkpoint
 from dreamteam.harness.trial import TrialBudget, run_trial
 from dreamteam.records import Status, TrialResult
 from dreamteam.tasks import Task, load_task

@@ -15,7 +15,8 @@ from dreamteam.agents import build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.agents.techniques import CATALOGUE
 from dreamteam.config import RunConfig
-from dreamteam.loop.search import Search, code_hash
+from dreamteam.loop.build import build_search
+from dreamteam.loop.search import code_hash
 from dreamteam.personas import load_library
 from dreamteam.propose.changes import dedupe_key, extract_record
 from dreamteam.propose.novelty import note_change
@@ -188,7 +189,14 @@ def test_a_duplicate_by_record_is_not_retrained(tmp_path: Path) -> None:
     store.create_run("run", "shakespeare", {}, [])
     config = RunConfig(generations=1, personas=("archimedes", "aristotle"), fidelity="smoke")
     executor = FakeExecutor()
-    Search(config, load_task("shakespeare"), load_library(), team, store, executor).run()
+    build_search(
+        config,
+        store,
+        task=load_task("shakespeare"),
+        library=load_library(),
+        agents=team,
+        executor=executor,
+    ).run()
     first, second = store.candidate("g1-archimedes"), store.candidate("g1-aristotle")
     assert first is not None and second is not None
     assert first.code_hash != second.code_hash
@@ -204,7 +212,14 @@ def test_the_history_in_the_next_prompt_lists_the_records(tmp_path: Path) -> Non
     store = RunStore(tmp_path / "run")
     store.create_run("run", "shakespeare", {}, [])
     config = RunConfig(generations=2, personas=("archimedes",), fidelity="smoke")
-    Search(config, load_task("shakespeare"), load_library(), team, store, FakeExecutor()).run()
+    build_search(
+        config,
+        store,
+        task=load_task("shakespeare"),
+        library=load_library(),
+        agents=team,
+        executor=FakeExecutor(),
+    ).run()
     assert len(agent.prompts) == 2
     assert "## What the team has tried so far" not in agent.prompts[0]
     tried = agent.prompts[1].split("## What the team has tried so far")[1]

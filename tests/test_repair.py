@@ -13,11 +13,12 @@ from dreamteam.agents import Credentials, build_team, parse_model_map
 from dreamteam.cli import app
 from dreamteam.config import RunConfig
 from dreamteam.harness.checks import check_candidate
+from dreamteam.loop.build import build_search
 from dreamteam.loop.search import BASELINE_ID, Event, Search, seed_plan
 from dreamteam.personas import load_library
 from dreamteam.propose.allocation import Outcome, Yardstick, attempts, repair_rescue
 from dreamteam.records import Status, TrialResult
-from dreamteam.select.judge import Standing
+from dreamteam.select.judge import Judge
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
 from loopback import LoopbackLLM
@@ -56,7 +57,15 @@ def _search(
     store = RunStore(tmp_path / "run")
     store.create_run("run", "shakespeare", dataclasses.asdict(config), [])
     task = load_task("shakespeare")
-    search = Search(config, task, load_library(), team, store, _CheckingExecutor(), on_event)
+    search = build_search(
+        config,
+        store,
+        task=task,
+        library=load_library(),
+        agents=team,
+        executor=_CheckingExecutor(),
+        on_event=on_event,
+    )
     return search, store
 
 
@@ -75,7 +84,7 @@ def test_a_repair_round_trip_through_a_local_llm_server(tmp_path: Path) -> None:
     assert (rescue.repaired, rescue.rescued) == (1, 1)
     # the repair is judged as selection judged it: against the generation's parent
     plan = seed_plan(search.config)
-    judge = Standing(store, search.config, BASELINE_ID, plan.confirm, plan.recheck)
+    judge = Judge(store, search.config, BASELINE_ID, plan.confirm, plan.recheck)
     tried = {a.candidate: a for a in attempts(store, Yardstick("smoke", plan.screen, judge))}
     assert tried["g1-archimedes"].outcome is Outcome.LOSS
     assert tried["g1-archimedes-r"].outcome is Outcome.WIN and tried["g1-archimedes-r"].replaced

@@ -19,7 +19,8 @@ from dreamteam.agents.factory import Credentials
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig
 from dreamteam.execute.jobs import Job
-from dreamteam.loop.search import BASELINE_ID, Search
+from dreamteam.loop.build import build_search
+from dreamteam.loop.search import BASELINE_ID
 from dreamteam.personas import load_library
 from dreamteam.records import CandidateRecord, Status, TrialResult
 from dreamteam.report import write_report
@@ -105,7 +106,9 @@ def build_run(run_dir: Path, generations: int = 3, team_size: int = 5) -> RunSto
     store.create_run(run_dir.name, "shakespeare", dataclasses.asdict(config), ["rlimits", "netns"])
     task = load_task("shakespeare")
     executor = CurveExecutor()  # duck-types LocalExecutor, as in test_search
-    summary = Search(config, task, load_library(), team, store, executor).run()
+    summary = build_search(
+        config, store, task=task, library=load_library(), agents=team, executor=executor
+    ).run()
     (run_dir / "summary.json").write_text(json.dumps(dataclasses.asdict(summary)))
     store.finish_run("done")
     store.record_steering(2, "Prefer <schedules> & warm-up; avoid 'tricks'.")

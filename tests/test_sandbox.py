@@ -26,7 +26,7 @@ from dreamteam.harness.sandbox.launcher import (
     probe_isolation,
     run_sandboxed,
 )
-from dreamteam.harness.scoring.lm import process_failure
+from dreamteam.harness.scoring.common import process_failure
 
 STUB = Path(__file__).parent / "hostile" / "stub_runner.py"
 linux_only = pytest.mark.skipif(platform.system() != "Linux", reason="Linux sandbox layers")

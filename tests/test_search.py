@@ -15,6 +15,7 @@ from dreamteam.agents.factory import Credentials
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig
 from dreamteam.execute.jobs import Job
+from dreamteam.loop.build import build_search
 from dreamteam.loop.search import BASELINE_ID, Search, code_hash
 from dreamteam.personas import load_library
 from dreamteam.propose.team import pick_team
@@ -70,7 +71,18 @@ def _search(tmp_path: Path, **overrides) -> tuple[Search, FakeExecutor, RunStore
     store = RunStore(tmp_path / "run")
     store.create_run("run", "shakespeare", {}, [])
     executor = FakeExecutor()
-    return Search(config, load_task("shakespeare"), library, team, store, executor), executor, store
+    return (
+        build_search(
+            config,
+            store,
+            task=load_task("shakespeare"),
+            library=library,
+            agents=team,
+            executor=executor,
+        ),
+        executor,
+        store,
+    )
 
 
 def test_team_leads_with_the_seeds_and_spans_the_modes() -> None:
@@ -115,7 +127,9 @@ def test_identical_code_is_not_retrained(tmp_path: Path) -> None:
     store.create_run("run", "shakespeare", {}, [])
     config = RunConfig(generations=1, personas=("archimedes", "archimedes"), fidelity="smoke")
     executor = FakeExecutor()
-    Search(config, task, load_library(), team, store, executor).run()
+    build_search(
+        config, store, task=task, library=load_library(), agents=team, executor=executor
+    ).run()
     kinds = [c.kind for c in store.candidates() if c.generation == 1]
     assert kinds == ["proposal", "duplicate"]
     hashes = {c.code_hash for c in store.candidates() if c.generation == 1}
@@ -164,7 +178,9 @@ def test_a_failed_answer_gets_a_repair_turn_that_is_stored_as_its_child(tmp_path
     store = RunStore(tmp_path / "run")
     store.create_run("run", "shakespeare", {}, [])
     config = RunConfig(generations=1, personas=("archimedes",), fidelity="smoke", repair=1)
-    Search(config, task, load_library(), team, store, FakeExecutor()).run()
+    build_search(
+        config, store, task=task, library=load_library(), agents=team, executor=FakeExecutor()
+    ).run()
     failed = store.candidate("g1-archimedes")
     repaired = store.candidate("g1-archimedes-r")
     assert failed is not None and failed.status == "invalid"
@@ -179,5 +195,12 @@ def test_repair_zero_disables_it(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "run")
     store.create_run("run", "shakespeare", {}, [])
     config = RunConfig(generations=1, personas=("archimedes",), fidelity="smoke", repair=0)
-    Search(config, load_task("shakespeare"), load_library(), team, store, FakeExecutor()).run()
+    build_search(
+        config,
+        store,
+        task=load_task("shakespeare"),
+        library=load_library(),
+        agents=team,
+        executor=FakeExecutor(),
+    ).run()
     assert store.candidate("g1-archimedes-r") is None and len(agent.prompts) == 1

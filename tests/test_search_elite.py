@@ -13,6 +13,7 @@ from dreamteam.agents import AgentResponse, Usage, build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.config import RunConfig
 from dreamteam.execute.jobs import Job
+from dreamteam.loop.build import build_search
 from dreamteam.loop.search import BASELINE_ID, Search, seed_plan
 from dreamteam.personas import load_library
 from dreamteam.report.build import render_report
@@ -92,7 +93,13 @@ def _search(
     store = RunStore(tmp_path / "run")
     store.create_run("run", "shakespeare", dataclasses.asdict(config), [])
     executor = FakeExecutor(scorer)
-    return Search(config, TASK, load_library(), team, store, executor), store, executor
+    return (
+        build_search(
+            config, store, task=TASK, library=load_library(), agents=team, executor=executor
+        ),
+        store,
+        executor,
+    )
 
 
 # -- budgets --------------------------------------------------------------------------------

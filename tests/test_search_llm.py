@@ -14,7 +14,7 @@ import pytest
 from dreamteam.agents import Credentials, build_team, parse_model_map
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig
-from dreamteam.loop.search import Search
+from dreamteam.loop.build import build_search
 from dreamteam.personas import load_library
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
@@ -48,7 +48,14 @@ def _run(tmp_path: Path, name: str, model: str, record: Path | None = None) -> R
     )
     store = RunStore(tmp_path / name)
     store.create_run(name, "shakespeare", {}, [])
-    Search(config, load_task("shakespeare"), load_library(), team, store, FakeExecutor()).run()
+    build_search(
+        config,
+        store,
+        task=load_task("shakespeare"),
+        library=load_library(),
+        agents=team,
+        executor=FakeExecutor(),
+    ).run()
     team.close()
     return store
 

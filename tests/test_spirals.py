@@ -23,7 +23,8 @@ from dreamteam.execute.local import LocalExecutor
 from dreamteam.harness.sandbox.launcher import Isolation, probe_isolation
 from dreamteam.harness.scoring.rows import N_REPEATS, _read_outputs, evaluate_rows
 from dreamteam.harness.trial import TrialBudget, _checkpoint_problem, run_trial
-from dreamteam.loop.search import BASELINE_ID, Search
+from dreamteam.loop.build import build_search
+from dreamteam.loop.search import BASELINE_ID
 from dreamteam.personas import load_library
 from dreamteam.records import Status, TrialResult
 from dreamteam.store import RunStore
@@ -222,7 +223,9 @@ def test_a_short_generation_finds_distinct_valid_candidates(
     executor = LocalExecutor(
         task, data, isolation, TrialBudget(threads=1), tmp_path / "work", workers=2
     )
-    summary = Search(config, task, load_library(), team, store, executor).run()
+    summary = build_search(
+        config, store, task=task, library=load_library(), agents=team, executor=executor
+    ).run()
     proposals = [c for c in store.candidates() if c.id != BASELINE_ID]
     assert len(proposals) == 2
     ok = [c for c in proposals if c.status == "ok"]

@@ -41,6 +41,7 @@ class CandidateKind(StrEnum):
     REPAIR = "repair"  # an agent's fix of its own failed candidate
     DUPLICATE = "duplicate"  # the same change as an earlier candidate: not trained again
     CROSSOVER = "crossover"  # two elite members' changes combined
+    SKIPPED = "skipped"  # not asked for (a budget was spent): returned, never stored
 
 
 class AllocationPolicy(StrEnum):
@@ -169,7 +170,7 @@ class CandidateRecord:
     persona: str
     mode: str
     parent: str | None
-    kind: str  # baseline | proposal | repair | duplicate
+    kind: CandidateKind
     code_hash: str
     files: Mapping[str, str]
     diff: str = ""

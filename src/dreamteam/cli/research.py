@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -12,21 +11,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dreamteam.agents import Credentials, build_team, parse_model_map
 from dreamteam.agents.budget import Limits
-from dreamteam.agents.offline import OfflineAgent
 from dreamteam.cli.context import console, settings
-from dreamteam.cli.evaluate import task_data
 from dreamteam.cli.progress import Progress, choose_mode
-from dreamteam.config import config_from_dict, load_run_config
-from dreamteam.errors import ConfigError, StoreError, TaskError
-from dreamteam.execute.choose import make_executor
+from dreamteam.config import RunConfig, config_from_dict, load_run_config
+from dreamteam.errors import StoreError, TaskError
 from dreamteam.execute.devices import cpu_threads
 from dreamteam.harness.sampling import SamplingSettings, sample_tokens
 from dreamteam.harness.sandbox.launcher import probe_isolation
-from dreamteam.harness.trial import TrialBudget
-from dreamteam.loop.search import Search
-from dreamteam.personas import load_library
+from dreamteam.loop.build import build_search
 from dreamteam.propose.allocation import repair_rescue
 from dreamteam.propose.edits import diff_files
 from dreamteam.records import CandidateRecord, RunSummary
@@ -106,75 +99,16 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", help="Only the closing lines."),
 ) -> None:
     """Run the research loop: propose, screen, confirm, select, for N generations."""
-    s = settings()
-    if resume is not None:
-        store = RunStore.open_existing(resume)
-        cfg = config_from_dict(store.run_info().config)
-        target = resume
-        console.print(f"resuming {resume}")
-    else:
-        options = dict(
-            task=task,
-            personas=personas,
-            modes=modes,
-            team_size=team_size,
-            model=model,
-            generations=generations,
-            fidelity=fidelity,
-            seeds=seeds,
-            workers=workers,
-            executor=executor,
-            address=address,
-            agent_concurrency=agent_concurrency,
-            budget_minutes=budget_minutes,
-            repair=repair,
-            allocation=allocation,
-            allocation_floor=allocation_floor,
-            screen_fidelity=screen_fidelity,
-            strategy=strategy,
-            device=device,
-            record=record,
-            budget_tokens=budget_tokens,
-            budget_cost=budget_cost,
-            objective=objective,
-            time_weight=time_weight,
-            time_tolerance=time_tolerance,
-            elite=elite,
-            crossover=crossover,
-        )
-        cfg = load_run_config(config, options)
-        target = run_dir or s.runs_dir / _new_run_id()
-        store = RunStore(target)
-    t = load_task(cfg.task)
-    for level in (cfg.screen_fidelity, cfg.fidelity):
-        t.iterations(level)
-    if cfg.objective == "bpb" and not t.is_lm:
-        raise ConfigError(f"--objective bpb needs a language-model task; {t.name!r} has none")
-    library = load_library([Path(p) for p in cfg.persona_dirs])
-    credentials = Credentials.from_env(os.environ)
-    team = build_team(
-        parse_model_map(cfg.model),
-        credentials,
-        record=Path(cfg.record) if cfg.record else None,
-        offline=lambda: OfflineAgent(seed=cfg.seed, protected=t.protected),
+    options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}
+    store, cfg = _open_run(resume, config, run_dir, options)
+    progress = Progress(
+        console,
+        choose_mode(console, plain, quiet),
+        cfg.generations,
+        Limits(cfg.budget_minutes, cfg.budget_tokens, cfg.budget_cost),
     )
-    isolation = probe_isolation()
-    store.create_run(target.name, t.name, dataclasses.asdict(cfg), list(isolation.layers()))
-    trials = make_executor(
-        cfg.executor,
-        t,
-        task_data(t),
-        isolation,
-        TrialBudget(threads=cpu_threads(cfg.workers)),
-        target / "work",
-        workers=cfg.workers,
-        device=cfg.device,
-        address=cfg.address,
-    )
-    limits = Limits(cfg.budget_minutes, cfg.budget_tokens, cfg.budget_cost)
-    progress = Progress(console, choose_mode(console, plain, quiet), cfg.generations, limits)
-    search = Search(cfg, t, library, team, store, trials, on_event=progress)
-    console.print(f"run {target}")
+    search = build_search(cfg, store, on_event=progress, settings=settings())
+    console.print(f"run {store.run_dir}")
     console.print(
         f"team: {', '.join(p.slug for p in search.team)}; model: {cfg.model}; "
         f"screen at {cfg.screen_fidelity}, confirm at {cfg.fidelity} x {cfg.seeds} seeds; "
@@ -184,11 +118,27 @@ def run(
         with progress:
             summary = search.run()
     finally:
-        team.close()
-        trials.close()
+        search.close()
     store.finish_run("stopped" if summary.stopped else "done", summary)
-    report = write_report(store, target / "report.html")
+    report = write_report(store, store.run_dir / "report.html")
     _print_summary(summary, report)
+
+
+# `run`'s parameters that are not RunConfig fields
+_NOT_CONFIG = frozenset({"config", "run_dir", "resume", "plain", "quiet"})
+
+
+def _open_run(
+    resume: Path | None, config: Path | None, run_dir: Path | None, options: dict[str, object]
+) -> tuple[RunStore, RunConfig]:
+    """The run's store and config: a stored run's own config when resuming, else the config
+    file with the command line's options over it, in a new run directory."""
+    if resume is not None:
+        store = RunStore.open_existing(resume)
+        console.print(f"resuming {resume}")
+        return store, config_from_dict(store.run_info().config)
+    cfg = load_run_config(config, options)
+    return RunStore(run_dir or settings().runs_dir / _new_run_id()), cfg
 
 
 def _print_summary(summary: RunSummary, report: Path) -> None:

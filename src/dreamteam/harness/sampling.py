@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dreamteam.errors import SandboxError
 from dreamteam.harness.sandbox.launcher import Isolation, Limits, run_sandboxed
-from dreamteam.harness.scoring.lm import process_failure
+from dreamteam.harness.scoring.common import process_failure
 from dreamteam.tasks import Task
 
 

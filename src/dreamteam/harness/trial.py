@@ -20,7 +20,8 @@ import numpy as np
 
 from dreamteam.harness.checks import check_candidate
 from dreamteam.harness.sandbox.launcher import Isolation, Limits, run_sandboxed
-from dreamteam.harness.scoring.lm import EvalOutcome, evaluate_checkpoint, process_failure
+from dreamteam.harness.scoring.common import EvalOutcome, process_failure
+from dreamteam.harness.scoring.lm import evaluate_checkpoint
 from dreamteam.harness.scoring.rows import evaluate_rows
 from dreamteam.records import Status, TrialResult
 from dreamteam.tasks import Task

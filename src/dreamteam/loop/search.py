@@ -27,22 +27,23 @@ from dreamteam.agents import AgentTeam
 from dreamteam.agents.budget import Limits, Meter, check_prices, metered, spent_reason
 from dreamteam.config import RunConfig
 from dreamteam.errors import ConfigError
-from dreamteam.execute.jobs import Executor, Job
-from dreamteam.personas import PersonaLibrary
+from dreamteam.execute.jobs import Executor
+from dreamteam.loop.measure import Trials
+from dreamteam.personas import Persona, PersonaLibrary
 from dreamteam.propose.overlap import Arrivals, Turn, waits_on_network
-from dreamteam.propose.proposer import Proposer, code_hash, repairable
+from dreamteam.propose.proposer import ProposalContext, Proposer, code_hash, repairable
 from dreamteam.propose.team import pick_team
 from dreamteam.records import (
+    CandidateKind,
     CandidateRecord,
     Event,
     RunSummary,
     SeedPlan,
     Spend,
     Status,
-    TrialResult,
 )
-from dreamteam.select.judge import Standing
-from dreamteam.select.rules import Comparison, Estimate, compare, estimate, promote
+from dreamteam.select.judge import Judge
+from dreamteam.select.rules import Comparison, compare, promote
 from dreamteam.store import RunStore
 from dreamteam.tasks import Task
 
@@ -73,97 +74,42 @@ class Search:
     ):
         self.config, self.task, self.store = config, task, store
         self.agents, self.executor, self._show = agents, executor, on_event
+        self._team = agents  # unmetered, to close
         self.team = pick_team(library, config)
         self.started = time.monotonic()
         plan = seed_plan(config)
         self.screen_seed = plan.screen
         self.confirm_seeds, self.final_seeds = plan.confirm, plan.final
         self.noise_sd = 0.0
-        self.standing = Standing(store, config, BASELINE_ID, self.confirm_seeds, plan.recheck)
+        self.standing = Judge(store, config, BASELINE_ID, self.confirm_seeds, plan.recheck)
         self.limits = Limits(config.budget_minutes, config.budget_tokens, config.budget_cost)
-        self._rescue_note = ""  # how the elite replaced this generation's parent, if it did
         self._elite: list[str] = []  # as it stood after the last finished generation
         check_prices((a.name for a in agents.agents()), self.limits, config.prices)
         self.meter = Meter(self.limits, config.prices, *store.usage())  # resumed: spent before
         self.agents = metered(agents, self.meter)  # no call starts once tokens or cost run out
+        self.trials = Trials(config, store, executor, self.on_event)
         self.proposer = Proposer(
-            config,
-            task,
-            store,
-            self.agents,
-            self.team,
-            self.standing,
-            self.screen_seed,
-            self.limits,
-            self.spend,
-            self.on_event,
-        )
-
-    # -- measuring ------------------------------------------------------------------------
-    def _measure(
-        self,
-        candidates: Iterable[CandidateRecord],
-        fidelity: str,
-        seeds: Sequence[int],
-        settled: Callable[[], bool] = lambda: True,
-    ) -> None:
-        """Run every missing (candidate, seed) trial at `fidelity`; store each as it finishes.
-
-        `candidates` may still be arriving (proposals being answered): each one's trials start
-        as soon as it arrives, but results wait in memory until `settled()` says every
-        proposal of the batch is recorded, so none is recorded against a store the sequential
-        loop would not have shown it.
-        """
-        # the weights of each candidate's first confirmation are kept, for `dreamteam sample`
-        keep = fidelity == self.config.fidelity
-        by_id: dict[str, CandidateRecord] = {}
-        held: list[tuple[Job, TrialResult]] = []
-
-        def jobs() -> Iterator[Job]:
-            for c in candidates:
-                by_id[c.id] = c
-                for seed in seeds:
-                    if self.store.trial(c.id, fidelity, seed) is None:
-                        kept = keep and seed == seeds[0]
-                        ckpt = self.store.candidate_dir(c) / "ckpt.pt" if kept else None
-                        yield Job(c.id, dict(c.files), fidelity, seed, ckpt)
-
-        for finished in self.executor.run(_announced(jobs(), self.on_event)):
-            held.append(finished)
-            while held and settled():
-                job, result = held.pop(0)
-                self._store_trial(by_id[job.candidate], fidelity, job, result)
-        for job, result in held:
-            self._store_trial(by_id[job.candidate], fidelity, job, result)
-
-    def _store_trial(
-        self, c: CandidateRecord, fidelity: str, job: Job, result: TrialResult
-    ) -> None:
-        """One finished trial into the store, with the candidate's outcome and log."""
-        self.store.add_trial(job.candidate, result)
-        screening = fidelity == self.config.screen_fidelity
-        if not c.status or result.status is not Status.OK or screening:
-            self.store.set_outcome(c.id, str(result.status), result.reason)
-        if screening:
-            self.store.write_log(c, result.log)
-        self.on_event(
-            Event(
-                "trial",
-                c.id,
-                c.persona,
-                f"{fidelity} seed {job.seed}: {result.status}",
-                result.val_loss,
+            ProposalContext(
+                config,
+                task,
+                store,
+                self.agents,
+                self.team,
+                self.standing,
+                self.screen_seed,
+                self.limits,
+                self.spend,
+                self.on_event,
             )
         )
 
-    def _estimate(self, candidate: str, fidelity: str, seeds: Sequence[int]) -> Estimate | None:
-        losses = []
-        for seed in seeds:
-            t = self.store.trial(candidate, fidelity, seed)
-            if t is None or t.status is not Status.OK or t.val_loss is None:
-                return None
-            losses.append(t.val_loss)
-        return estimate(losses)
+    # -- measuring ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the agents' connections and the executor's workers."""
+        self._team.close()
+        close = getattr(self.executor, "close", None)
+        if close is not None:
+            close()
 
     # -- budgets and progress -------------------------------------------------------------
     def spend(self) -> Spend:
@@ -174,7 +120,6 @@ class Search:
         """Pass an event to the display, with the run's spend so far."""
         self._show(replace(event, spend=self.spend()))
 
-    # -- proposing ------------------------------------------------------------------------
     # -- generations ----------------------------------------------------------------------
     def _baseline(self) -> CandidateRecord:
         stored = self.store.candidate(BASELINE_ID)
@@ -186,15 +131,15 @@ class Search:
                 persona="baseline",
                 mode="baseline",
                 parent=None,
-                kind="baseline",
+                kind=CandidateKind.BASELINE,
                 code_hash=code_hash(files),
                 files=files,
             )
             self.store.add_candidate(stored)
             self.store.start_generation(0, "")
-        self._measure([stored], self.config.screen_fidelity, [self.screen_seed])
-        self._measure([stored], self.config.fidelity, self.confirm_seeds)
-        est = self._estimate(BASELINE_ID, self.config.fidelity, self.confirm_seeds)
+        self.trials.measure([stored], self.config.screen_fidelity, [self.screen_seed])
+        self.trials.measure([stored], self.config.fidelity, self.confirm_seeds)
+        est = self.trials.estimate(BASELINE_ID, self.config.fidelity, self.confirm_seeds)
         if est is None:
             raise ConfigError(
                 "the baseline itself failed to train: see "
@@ -206,37 +151,65 @@ class Search:
         )
         return self.store.candidate(BASELINE_ID) or stored
 
-    def _generation(self, number: int, parent: CandidateRecord) -> CandidateRecord:
+    def _generation(self, number: int, parent: CandidateRecord, rescued: str) -> CandidateRecord:
+        """Propose, screen, repair, promote, confirm and select; `rescued` says how the elite
+        replaced the parent before the generation, if it did."""
         self.store.start_generation(number, parent.id)
         steering = self.proposer.steering(number)
+        proposals, fresh = self._propose(number, parent, steering)
+        fresh += self._repair(number, proposals, steering)
+        promoted = self._promote(parent, fresh)
+        finalists = [self.store.candidate(cid) for cid in promoted]
+        self.trials.measure([f for f in finalists if f], self.config.fidelity, self.confirm_seeds)
+        best, note = self._select(parent, promoted, rescued)
+        self._write_results(number)
+        self.store.finish_generation(number, best.id, promoted, note)
+        self.on_event(Event("generation", best.id, best.persona, note))
+        return best
+
+    def _slots(self, number: int) -> list[tuple[Persona, int]]:
+        """Who proposes in this generation: (persona, its n-th slot in this generation)."""
         seen: dict[str, int] = {}
-        slots = []  # (persona, its n-th slot in this generation)
-        history = self.proposer.history()  # what earlier generations learned, read once
+        slots = []
         for persona in self.proposer.allocate(number):
             seen[persona.slug] = seen.get(persona.slug, 0) + 1
             slots.append((persona, seen[persona.slug]))
-        if self.config.strategy == "chain":
-            proposals, current = [], parent
-            for persona, index in slots:
-                turn = self.proposer.turn(number, persona, current, index, steering, history)
-                c = self.proposer.record(turn, turn.ask())
-                proposals.append(c)
-                if c.kind == "proposal" and not c.status:
-                    current = c  # the next persona builds on this one
-            proposals += self.proposer.crossovers(number)
-            fresh = self._screen(proposals)
-        else:  # all from the parent: every agent asked at once, each answer screened on arrival
+        return slots
+
+    def _propose(
+        self, number: int, parent: CandidateRecord, steering: str
+    ) -> tuple[list[CandidateRecord], list[CandidateRecord]]:
+        """Every slot's proposal (and the crossovers), each screened as it is recorded;
+        returns all the records and the screened ones."""
+        slots = self._slots(number)
+        history = self.proposer.history()  # what earlier generations learned, read once
+        if self.config.strategy != "chain":
+            # all from the parent: every agent asked at once, each answer screened on arrival
             turns = [self.proposer.turn(number, p, parent, i, steering, history) for p, i in slots]
-            proposals, fresh = self._screen_as_answered(
-                turns, lambda: self.proposer.crossovers(number)
-            )
+            return self._screen_as_answered(turns, lambda: self.proposer.crossovers(number))
+        proposals, current = [], parent
+        for persona, index in slots:
+            turn = self.proposer.turn(number, persona, current, index, steering, history)
+            c = self.proposer.record(turn, turn.ask())
+            proposals.append(c)
+            if c.kind == CandidateKind.PROPOSAL and not c.status:
+                current = c  # the next persona builds on this one
+        proposals += self.proposer.crossovers(number)
+        return proposals, self._screen(proposals)
+
+    def _repair(
+        self, number: int, proposals: list[CandidateRecord], steering: str
+    ) -> list[CandidateRecord]:
+        """Up to `repair` rounds of turns at the generation's failed candidates, each by its
+        own persona; returns the screened repairs."""
+        fresh: list[CandidateRecord] = []
+        by_slug = {p.slug: p for p in self.team}
         for _ in range(self.config.repair):
             broken = [
                 c for c in (self.store.candidate(p.id) for p in proposals) if c and repairable(c)
             ]
             if not broken:
                 break
-            by_slug = {p.slug: p for p in self.team}
             history = self.proposer.history()  # now with this generation's screening
             repairs = [
                 self.proposer.turn(number, by_slug[c.persona], c, 1, steering, history, repair_of=c)
@@ -245,23 +218,22 @@ class Search:
             ]
             proposals, repaired = self._screen_as_answered(repairs)
             fresh += repaired
-        parent_screen = self.store.trial(parent.id, self.config.screen_fidelity, self.screen_seed)
+        return fresh
+
+    def _promote(self, parent: CandidateRecord, fresh: Sequence[CandidateRecord]) -> list[str]:
+        """The screened candidates that beat the parent's screening loss, the best first,
+        cut to the promotion fraction and cap."""
+        fidelity, seed = self.config.screen_fidelity, self.screen_seed
+        parent_screen = self.store.trial(parent.id, fidelity, seed)
         limit = parent_screen.val_loss if parent_screen and parent_screen.val_loss else float("inf")
         screened = [
             (c.id, t.val_loss)
             for c in fresh
-            if (t := self.store.trial(c.id, self.config.screen_fidelity, self.screen_seed))
+            if (t := self.store.trial(c.id, fidelity, seed))
             and t.val_loss is not None
             and t.val_loss < limit
         ]
-        promoted = promote(screened, self.config.promote_fraction, self.config.max_promoted)
-        finalists = [self.store.candidate(cid) for cid in promoted]
-        self._measure([f for f in finalists if f], self.config.fidelity, self.confirm_seeds)
-        best, note = self._select(parent, promoted)
-        self._write_results(number)
-        self.store.finish_generation(number, best.id, promoted, note)
-        self.on_event(Event("generation", best.id, best.persona, note))
-        return best
+        return promote(screened, self.config.promote_fraction, self.config.max_promoted)
 
     def _screen(
         self, proposals: Iterable[CandidateRecord], settled: Callable[[], bool] = lambda: True
@@ -272,12 +244,16 @@ class Search:
 
         def valid() -> Iterator[CandidateRecord]:
             for c in proposals:
-                new = c.kind in ("proposal", "repair", "crossover")
+                new = c.kind in (
+                    CandidateKind.PROPOSAL,
+                    CandidateKind.REPAIR,
+                    CandidateKind.CROSSOVER,
+                )
                 if new and c.status in ("", str(Status.OK)):
                     fresh.append(c)
                     yield c
 
-        self._measure(valid(), self.config.screen_fidelity, [self.screen_seed], settled)
+        self.trials.measure(valid(), self.config.screen_fidelity, [self.screen_seed], settled)
         return fresh
 
     def _screen_as_answered(
@@ -303,11 +279,10 @@ class Search:
         return arrivals.wait_all(), fresh
 
     def _select(
-        self, parent: CandidateRecord, promoted: Sequence[str]
+        self, parent: CandidateRecord, promoted: Sequence[str], rescued: str
     ) -> tuple[CandidateRecord, str]:
         """The finalist that beats the parent beyond the noise under the objective, else the
-        parent; the note says which, and how the elite changed the parent, if it did."""
-        rescued, self._rescue_note = self._rescue_note, ""
+        parent; the note says which, and how the elite changed the parent (`rescued`)."""
         picked = self.standing.select(parent.id, promoted)
         best = self.store.candidate(picked[0]) if picked else None
         if picked is None or best is None:
@@ -321,23 +296,22 @@ class Search:
         return best, "; ".join(filter(None, [rescued, note]))
 
     # -- the elite and crossover ----------------------------------------------------------
-    def _proven(self, number: int, parent: CandidateRecord) -> CandidateRecord:
+    def _proven(self, number: int, parent: CandidateRecord) -> tuple[CandidateRecord, str]:
         """The parent for generation `number`: rechecked on one more seed if it has not led a
-        generation yet, and replaced by an elite member that now beats it beyond the noise."""
+        generation yet, and replaced by an elite member that now beats it beyond the noise;
+        with a note saying so when it was."""
         if not self.config.elite or number < 2:
-            return parent
+            return parent, ""
         if parent.id != BASELINE_ID:
-            self._measure([parent], self.config.fidelity, [self.standing.recheck_seed])
+            self.trials.measure([parent], self.config.fidelity, [self.standing.recheck_seed])
         members = self.store.elite(number - 1)
         heir = self.standing.rescue(parent.id, members)
         record = self.store.candidate(heir) if heir else None
         if record is None:
-            return parent
-        self._rescue_note = (
-            f"{record.id} took over from {parent.id} (rechecked, worse beyond the noise)"
-        )
-        self.on_event(Event("rescue", record.id, record.persona, self._rescue_note, None, number))
-        return record
+            return parent, ""
+        note = f"{record.id} took over from {parent.id} (rechecked, worse beyond the noise)"
+        self.on_event(Event("rescue", record.id, record.persona, note, None, number))
+        return record, note
 
     def _record_elite(self, generation: int) -> None:
         self._elite = self.standing.elite() if self.config.elite else []
@@ -367,9 +341,9 @@ class Search:
             if spent := spent_reason(self.spend(), self.limits):
                 stopped = f"{spent} before generation {number}"
                 break
-            parent = self._proven(number, parent)
+            parent, rescued = self._proven(number, parent)
             self.on_event(Event("start", detail=f"of {self.config.generations}", generation=number))
-            parent = self._generation(number, parent)
+            parent = self._generation(number, parent, rescued)
             self._record_elite(number)
             self._show_best(number, parent)
         if self.proposer.skipped and not stopped:
@@ -384,18 +358,18 @@ class Search:
 
     def _final(self, baseline: CandidateRecord, best: CandidateRecord, stopped: str) -> RunSummary:
         seeds = self.final_seeds if best.id != baseline.id else self.confirm_seeds
-        self._measure(
+        self.trials.measure(
             [baseline, best] if best.id != baseline.id else [baseline], self.config.fidelity, seeds
         )
-        b = self._estimate(baseline.id, self.config.fidelity, seeds)
-        c = self._estimate(best.id, self.config.fidelity, seeds) or b
+        b = self.trials.estimate(baseline.id, self.config.fidelity, seeds)
+        c = self.trials.estimate(best.id, self.config.fidelity, seeds) or b
         assert b is not None and c is not None
         cmp = (
             compare(c, b, self.noise_sd) if best.id != baseline.id else Comparison(0.0, 0.0, False)
         )
         statuses: dict[str, int] = {}
         for cand in self.store.candidates():
-            if cand.kind != "baseline":
+            if cand.kind != CandidateKind.BASELINE:
                 statuses[cand.status or "pending"] = statuses.get(cand.status or "pending", 0) + 1
         self.on_event(Event("final", best.id, best.persona, "", c.mean))
         spend = self.spend()
@@ -416,10 +390,3 @@ class Search:
             spend.cost,
             cmp.better,
         )
-
-
-def _announced(jobs: Iterable[Job], emit: Callable[[Event], None]) -> Iterator[Job]:
-    """The jobs, each announced as the executor takes it, so a display shows what trains."""
-    for job in jobs:
-        emit(Event("started", job.candidate, detail=f"{job.fidelity} seed {job.seed}"))
-        yield job

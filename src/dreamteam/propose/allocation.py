@@ -8,7 +8,7 @@ generation (uniform, or a Thompson-sampling bandit with a floor).
 
 An attempt's outcome is the bandit's reward, "beat its parent beyond the noise", decided as
 the search's `_select` decides it: against the generation's parent, by the same judge
-(standing.Standing, under the run's objective, with the baseline's spread as the noise):
+(select/judge.py's Judge, under the run's objective, with the baseline's spread as the noise):
 - WIN: confirmed, and better than its parent beyond the noise;
 - LOSS: confirmed without beating the parent; or it failed, duplicated an earlier candidate,
   or did not beat its parent at screening (so it could not be promoted);
@@ -25,15 +25,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from dreamteam.records import Allocation, Status
+from dreamteam.records import Allocation, CandidateKind, Status
 
 if TYPE_CHECKING:
     from dreamteam.config import RunConfig
     from dreamteam.personas import Persona
     from dreamteam.records import CandidateRecord
-    from dreamteam.select.rules import Measured, Verdict
+    from dreamteam.select.judge import Judge
     from dreamteam.store import RunStore
 
 
@@ -99,14 +99,6 @@ class RepairRescue:
 
 
 # -- outcomes ---------------------------------------------------------------------------------------
-class Judge(Protocol):
-    """How the search ranks confirmed candidates (standing.Standing is one)."""
-
-    def measured(self, candidate: str) -> Measured | None: ...
-
-    def select(self, parent: str, finalists: Sequence[str]) -> tuple[str, Verdict] | None: ...
-
-
 @dataclass(frozen=True)
 class Yardstick:
     """What outcomes are judged by: the screening trial, and the search's own judge."""
@@ -128,7 +120,7 @@ def _screen_losses(store: RunStore, yard: Yardstick) -> dict[str, float]:
 
 
 def _outcome(c: CandidateRecord, base: str, delta: float | None, judge: Judge) -> Outcome:
-    if c.kind == "duplicate" or c.status not in ("", Status.OK):
+    if c.kind == CandidateKind.DUPLICATE or c.status not in ("", Status.OK):
         return Outcome.LOSS
     if judge.measured(c.id) is not None and judge.measured(base) is not None:
         return Outcome.WIN if judge.select(base, [c.id]) is not None else Outcome.LOSS
@@ -148,7 +140,7 @@ def attempts(store: RunStore, yard: Yardstick) -> list[Attempt]:
     replaced = {g.best for g in gens if g.number > 0 and g.best != g.parent}
     out = []
     for c in store.candidates():
-        if c.kind == "baseline":
+        if c.kind == CandidateKind.BASELINE:
             continue
         base = parents.get(c.generation) or c.parent or ""
         mine, theirs = screen.get(c.id), screen.get(base)
@@ -179,7 +171,7 @@ def _stats(name: str, mode: str, group: Sequence[Attempt]) -> PersonaStats:
         persona=name,
         mode=mode,
         proposals=len(group),
-        duplicates=sum(1 for a in group if a.kind == "duplicate"),
+        duplicates=sum(1 for a in group if a.kind == CandidateKind.DUPLICATE),
         wins=sum(1 for a in group if a.outcome is Outcome.WIN),
         losses=sum(1 for a in group if a.outcome is Outcome.LOSS),
         replaced=sum(1 for a in group if a.replaced),
@@ -208,13 +200,13 @@ def repair_rescue(records: Sequence[CandidateRecord]) -> RepairRescue:
     A repair of a repair (with --repair 2 or more) counts for the original failure."""
     children: dict[str, list[CandidateRecord]] = {}
     for c in records:
-        if c.kind == "repair" and c.parent:
+        if c.kind == CandidateKind.REPAIR and c.parent:
             children.setdefault(c.parent, []).append(c)
 
     def saved(cid: str) -> bool:
         return any(r.status == Status.OK or saved(r.id) for r in children.get(cid, ()))
 
-    roots = [c for c in records if c.kind != "repair" and c.id in children]
+    roots = [c for c in records if c.kind != CandidateKind.REPAIR and c.id in children]
     return RepairRescue(len(roots), sum(1 for c in roots if saved(c.id)))
 
 

@@ -24,7 +24,7 @@ from dreamteam.propose.edits import (
     diff_files,
     render_edits,
 )
-from dreamteam.records import CandidateRecord, Status
+from dreamteam.records import CandidateKind, CandidateRecord, Status
 
 # (lines before, lines after) a hunk, tried in order: the most context first
 _CONTEXTS = ((3, 3), (2, 2), (1, 1), (1, 0), (0, 1), (0, 0))
@@ -151,7 +151,7 @@ def crossover_candidate(
         persona="crossover",
         mode="crossover",
         parent=first.id,
-        kind="crossover",
+        kind=CandidateKind.CROSSOVER,
         code_hash="",
         files=result.files,
         diff=diff_files(first.files, result.files),

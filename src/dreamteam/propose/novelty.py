@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from dreamteam.propose.changes import dedupe_key, extract_record
 from dreamteam.propose.prompt import HistoryItem
-from dreamteam.records import Status
+from dreamteam.records import CandidateKind, Status
 
 if TYPE_CHECKING:
     from dreamteam.records import CandidateRecord
@@ -40,7 +40,12 @@ def note_change(
     if candidate.status:  # the answer did not apply: nothing to compare
         return candidate
     twin, why = lookup.by_hash(candidate.code_hash), "same code as"
-    if twin is None and change is not None and change.empty and parent.kind != "duplicate":
+    if (
+        twin is None
+        and change is not None
+        and change.empty
+        and parent.kind != CandidateKind.DUPLICATE
+    ):
         twin, why = parent, "no change that matters (docstrings, prints, names) from"
     if twin is None and key:
         twin, why = lookup.by_record(key), "the same change to the same code as"
@@ -48,7 +53,7 @@ def note_change(
         return candidate
     return replace(
         candidate,
-        kind="duplicate",
+        kind=CandidateKind.DUPLICATE,
         status=twin.status,
         twin=twin.id,
         reason=f"{why} {twin.id}: not retrained",
@@ -65,7 +70,7 @@ def history_items(store: RunStore, screen_fidelity: str, screen_seed: int) -> li
     }
     items = []
     for c in store.candidates():
-        if c.kind in ("baseline", "duplicate"):
+        if c.kind in (CandidateKind.BASELINE, CandidateKind.DUPLICATE):
             continue
         loss, base = screen.get(c.id), screen.get(c.parent or "")
         delta = loss - base if loss is not None and base is not None else None

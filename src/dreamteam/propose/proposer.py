@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from dreamteam import pyparse
 from dreamteam.agents import Agent, AgentRequest, AgentResponse, AgentTeam
@@ -23,8 +23,8 @@ from dreamteam.propose.edits import apply_edits, diff_files, parse_edits
 from dreamteam.propose.novelty import history_items, note_change
 from dreamteam.propose.overlap import Answer, Turn
 from dreamteam.propose.prompt import HistoryItem, build_prompt, repair_note
-from dreamteam.records import CandidateRecord, Event, Spend, Status
-from dreamteam.select.judge import Standing
+from dreamteam.records import CandidateKind, CandidateRecord, Event, Spend, Status
+from dreamteam.select.judge import Judge
 from dreamteam.store import RunStore
 from dreamteam.tasks import Task
 
@@ -47,7 +47,7 @@ def code_hash(files: dict[str, str]) -> str:
 def repairable(c: CandidateRecord) -> bool:
     """Failed for a reason its author can fix: checks, edits or a crash (not the agent)."""
     return (
-        c.kind in ("proposal", "repair")
+        c.kind in (CandidateKind.PROPOSAL, CandidateKind.REPAIR)
         and c.status in _REPAIRABLE
         and not c.reason.startswith("agent failed")
     )
@@ -68,25 +68,35 @@ def summary_line(text: str) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class ProposalContext:
+    """What a run's proposals draw on: its settings, task, store, agents and team, the judge
+    and screening seed their outcomes are read by, its budgets, and where events go."""
+
+    config: RunConfig
+    task: Task
+    store: RunStore
+    agents: AgentTeam
+    team: Sequence[Persona]
+    judge: Judge
+    screen_seed: int
+    limits: Limits
+    spend: Callable[[], Spend]
+    emit: Callable[[Event], None]
+
+
 class Proposer:
     """The turns of a run's personas: prompts, requests, and answers made into candidates."""
 
-    def __init__(
-        self,
-        config: RunConfig,
-        task: Task,
-        store: RunStore,
-        agents: AgentTeam,
-        team: Sequence[Persona],
-        standing: Standing,
-        screen_seed: int,
-        limits: Limits,
-        spend: Callable[[], Spend],
-        emit: Callable[[Event], None],
-    ):
-        self.config, self.task, self.store, self.agents = config, task, store, agents
-        self.team, self.standing, self.screen_seed = list(team), standing, screen_seed
-        self.limits, self.spend, self.on_event = limits, spend, emit
+    def __init__(self, ctx: ProposalContext):
+        self.config, self.task, self.store, self.agents = (
+            ctx.config,
+            ctx.task,
+            ctx.store,
+            ctx.agents,
+        )
+        self.team, self.standing, self.screen_seed = list(ctx.team), ctx.judge, ctx.screen_seed
+        self.limits, self.spend, self.on_event = ctx.limits, ctx.spend, ctx.emit
         self.skipped = 0  # proposals not asked for because the token or cost budget was spent
 
     def history(self) -> list[HistoryItem]:
@@ -153,7 +163,7 @@ class Proposer:
             persona=persona.slug,
             mode=str(persona.mode),
             parent=parent.id,
-            kind="repair" if repair_of is not None else "proposal",
+            kind=CandidateKind.REPAIR if repair_of is not None else CandidateKind.PROPOSAL,
             code_hash="",
             files=parent.files,
             status=str(Status.INVALID),
@@ -216,7 +226,15 @@ class Proposer:
         self.on_event(Event("proposed", cid, persona.slug, f"skipped: {why}", None, generation))
         mode = str(persona.mode)
         return CandidateRecord(
-            cid, generation, persona.slug, mode, parent.id, "skipped", "", parent.files, reason=why
+            cid,
+            generation,
+            persona.slug,
+            mode,
+            parent.id,
+            CandidateKind.SKIPPED,
+            "",
+            parent.files,
+            reason=why,
         )
 
     def steering(self, generation: int) -> str:

@@ -25,7 +25,14 @@ from dreamteam.propose.allocation import (
     repair_rescue,
     tally,
 )
-from dreamteam.records import GenerationRecord, RunInfo, RunSummary, SeedPlan, SteeringVersion
+from dreamteam.records import (
+    CandidateKind,
+    GenerationRecord,
+    RunInfo,
+    RunSummary,
+    SeedPlan,
+    SteeringVersion,
+)
 from dreamteam.report.tallies import (
     AllocationTable,
     LineageNode,
@@ -39,7 +46,7 @@ from dreamteam.report.views import (
     by_seed,
     collect_candidates,
 )
-from dreamteam.select.judge import Standing
+from dreamteam.select.judge import Judge
 from dreamteam.select.rules import Comparison, Estimate, compare, estimate
 from dreamteam.store import RunStore
 
@@ -109,7 +116,7 @@ def _overview(
     views: Sequence[CandidateView],
     gens: Sequence[GenerationRecord],
 ) -> Overview:
-    proposals = [v for v in views if v.record.kind != "baseline"]
+    proposals = [v for v in views if v.record.kind != CandidateKind.BASELINE]
     team: dict[str, str] = {}
     for v in proposals:
         team.setdefault(v.record.persona, v.record.mode)
@@ -202,7 +209,7 @@ def gather(store: RunStore) -> ReportData:
     if not views:
         raise StoreError(f"{store.run_dir} has no candidates yet: report once the run has started")
     plan = seed_plan(config)
-    judge = Standing(store, config, BASELINE_ID, plan.confirm, plan.recheck)
+    judge = Judge(store, config, BASELINE_ID, plan.confirm, plan.recheck)
     tried = attempts(store, Yardstick(config.screen_fidelity, plan.screen, judge))
     return ReportData(
         overview=_overview(info, config, views, gens),

@@ -17,6 +17,7 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
+from dreamteam.records import CandidateKind
 from dreamteam.report.data import Headline
 from dreamteam.report.tallies import Stage
 from dreamteam.report.views import CandidateView, Curve
@@ -87,7 +88,7 @@ def progress_plot(
     scored = [c for c in candidates if c.screen_loss is not None and math.isfinite(c.screen_loss)]
     losses = [c.screen_loss or 0.0 for c in scored]
     high, low = max(losses, default=1.0), min(losses, default=0.0)
-    base = next((c.screen_loss for c in scored if c.record.kind == "baseline"), None)
+    base = next((c.screen_loss for c in scored if c.record.kind == CandidateKind.BASELINE), None)
     # a diverged candidate would flatten everything else: cap the axis above the baseline
     cap = high if base is None else min(high, base + max(0.6 * (base - low), 0.02 * abs(base)))
     span = cap - low or 1.0
@@ -192,7 +193,7 @@ def pareto_plot(
     for c in candidates:
         if c.screen is None or c.screen_loss is None or not math.isfinite(c.screen_loss):
             continue
-        marker = "*" if c.record.kind == "baseline" else "o"
+        marker = "*" if c.record.kind == CandidateKind.BASELINE else "o"
         ax.scatter(
             c.screen.train_seconds,
             c.screen_loss,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from dreamteam.config import RunConfig
 from dreamteam.loop.search import BASELINE_ID
 from dreamteam.propose.allocation import Attempt, Outcome
-from dreamteam.records import Allocation, GenerationRecord, Status
+from dreamteam.records import Allocation, CandidateKind, GenerationRecord, Status
 from dreamteam.report.views import CandidateView
 from dreamteam.select.rules import pareto_front as pareto_front  # one front, shared with selection
 
@@ -63,11 +63,11 @@ class LineageNode:
 
 
 def build_funnel(views: Sequence[CandidateView], config: RunConfig) -> list[Stage]:
-    proposed = [v for v in views if v.record.kind != "baseline"]
+    proposed = [v for v in views if v.record.kind != CandidateKind.BASELINE]
     valid = [
         v
         for v in proposed
-        if v.record.kind == "proposal"
+        if v.record.kind == CandidateKind.PROPOSAL
         and v.screen
         and v.screen.status not in (Status.INVALID, Status.CHEATING)
     ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dreamteam.config import RunConfig
-from dreamteam.records import CandidateRecord, Status
+from dreamteam.records import CandidateKind, CandidateRecord, Status
 from dreamteam.select.rules import (
     Measured,
     Objective,
@@ -36,7 +36,7 @@ def objective_of(config: RunConfig) -> Objective:
     return Objective(config.objective, config.time_weight, config.time_tolerance)
 
 
-class Standing:
+class Judge:
     """Reads the store's confirmation trials and judges candidates under the objective."""
 
     def __init__(
@@ -92,7 +92,7 @@ class Standing:
         confirmed = [
             (c.id, m)
             for c in self.store.candidates()
-            if c.kind != "duplicate"
+            if c.kind != CandidateKind.DUPLICATE
             and c.status == str(Status.OK)
             and (m := self.measured(c.id)) is not None
         ]

@@ -11,6 +11,7 @@ import sqlite3
 
 from dreamteam.records import (
     Allocation,
+    CandidateKind,
     CandidateRecord,
     ChangeRecord,
     GenerationRecord,
@@ -75,6 +76,7 @@ def candidate_from_row(row: sqlite3.Row) -> CandidateRecord:
     data["record"] = ChangeRecord.from_json(data["record"]) if data.get("record") else None
     data["record_key"] = data.get("record_key") or ""
     data["twin"] = data.get("twin") or ""
+    data["kind"] = CandidateKind(data["kind"])
     return CandidateRecord(**data)
 
 

@@ -23,76 +23,20 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from dreamteam.errors import SandboxError
+from dreamteam.harness.sandbox.limits import CGROUP_V1, Cgroup, Isolation, Limits, ProcessResult
 from dreamteam.harness.sandbox.walls import landlock_abi
 
+_Cgroup = Cgroup  # looked up at call time, so tests can stand a refusing one in
+
 RUNNER = Path(__file__).resolve().parent / "child.py"
-CGROUP_V1 = Path("/sys/fs/cgroup")
 # glibc returns each large tensor to the kernel at free and gets zeroed pages back at the next
 # allocation; keeping freed memory in the heap halves a small model's step time on a CPU.
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one sandboxed process may use."""
-
-    wall_seconds: float = 3600.0
-    cpu_seconds: int | None = None  # None: derived from wall time x threads
-    memory_bytes: int = 3 << 30  # a training step of the baseline needs ~0.65 GiB
-    max_processes: int = 64  # threads count too (cgroup pids); torch needs a handful
-    max_log_bytes: int = 128 << 10  # kept: half from the head, half from the tail
-    max_file_bytes: int = 2 << 30
-    open_files: int = 1024
-    threads: int = 1
-
-
-@dataclass(frozen=True)
-class Isolation:
-    """The isolation layers this machine offers (probed once per run)."""
-
-    namespaces: bool
-    cgroup: bool
-    landlock: int  # ABI version, 0 = unavailable
-    root: bool
-
-    def layers(self) -> tuple[str, ...]:
-        """Names of the layers the harness will apply, for the run's record."""
-        names = ["clean-env", "process-group-kill", "rlimits", "audit-hook", "bounded-log"]
-        if self.namespaces:
-            names += ["pid-namespace", "net-namespace"]
-        if self.cgroup:
-            names += ["cgroup-pids", "cgroup-memory"]
-        if self.landlock:
-            names.append(f"landlock-abi{self.landlock}")
-        if not self.root:
-            names.append("rlimit-nproc")
-        return tuple(names)
-
-
-@dataclass(frozen=True)
-class ProcessResult:
-    """How a sandboxed process ended, and what it reported through the result channel."""
-
-    returncode: int
-    timed_out: bool
-    oom: bool
-    wall_seconds: float
-    log: str
-    log_bytes: int
-    report: dict[str, Any] = field(default_factory=dict)
-    layers: tuple[str, ...] = ()
-
-    @property
-    def signal(self) -> int | None:
-        """The signal that killed the process, if one did."""
-        return -self.returncode if self.returncode < 0 else None
 
 
 _UNSHARE = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--net"]
@@ -133,63 +77,6 @@ def candidate_environment(work_dir: Path, threads: int) -> dict[str, str]:
     }
     env.update(MALLOC_ENV)
     return env
-
-
-class _Cgroup:
-    """A pair of v1 cgroups (pids, memory) for one process tree."""
-
-    def __init__(self, limits: Limits):
-        name = f"dreamteam-{uuid.uuid4().hex[:12]}"
-        self.pids = CGROUP_V1 / "pids" / name
-        self.memory = CGROUP_V1 / "memory" / name
-        self.pids.mkdir()
-        self.memory.mkdir()
-        (self.pids / "pids.max").write_text(str(limits.max_processes))
-        (self.memory / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
-        # no swapping around the limit where swap accounting exists
-        with contextlib.suppress(OSError):
-            (self.memory / "memory.memsw.limit_in_bytes").write_text(str(limits.memory_bytes))
-
-    def procs_files(self) -> list[str]:
-        return [str(self.pids / "cgroup.procs"), str(self.memory / "cgroup.procs")]
-
-    def oom_killed(self) -> bool:
-        try:
-            control = (self.memory / "memory.oom_control").read_text()
-        except OSError:
-            return False
-        for line in control.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value) > 0
-        # older kernels have no oom_kill counter: hitting the limit is the best evidence
-        return int((self.memory / "memory.failcnt").read_text() or 0) > 0
-
-    def kill_all(self) -> None:
-        for group in (self.pids, self.memory):
-            try:
-                pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
-            except OSError:
-                continue
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-    def destroy(self) -> None:
-        for group in (self.pids, self.memory):
-            for _ in range(50):
-                try:
-                    pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
-                except OSError:
-                    break
-                if not pids:
-                    break
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.02)
-            with contextlib.suppress(OSError):
-                group.rmdir()
 
 
 class _LogTap(threading.Thread):
@@ -250,52 +137,21 @@ def run_sandboxed(
     otherwise the child's report is read from the result channel when it exits.
     `on_output` sees the child's output line by line as it comes (for progress displays).
     """
-    cgroup = None
-    if isolation.cgroup:
-        try:
-            cgroup = _Cgroup(limits)
-        except OSError:  # probed writable, yet refused (a full hierarchy, a read-only mount)
-            cgroup = None
+    cgroup = _open_cgroup(isolation, limits)
     read_fd, write_fd = os.pipe()
-    child_config = dict(config)
-    child_config.update(
-        work_dir=str(work_dir),
-        result_fd=write_fd,
-        threads=limits.threads,
-        limits={
-            "cpu_seconds": limits.cpu_seconds
-            or int(limits.wall_seconds * max(limits.threads, 1)) + 5,
-            "memory_bytes": limits.memory_bytes,
-            "max_processes": limits.max_processes,
-            "max_file_bytes": limits.max_file_bytes,
-            "open_files": limits.open_files,
-        },
-        cgroup_procs=cgroup.procs_files() if cgroup else [],
-    )
+    child_config = _child_config(config, work_dir, write_fd, limits, cgroup)
     argv = [sys.executable, "-I", str(RUNNER), mode, json.dumps(child_config)]
     if isolation.namespaces:
         argv = _UNSHARE + argv
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=work_dir,
-            env=candidate_environment(work_dir, limits.threads),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            pass_fds=(write_fd, *pass_fds),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-    except OSError as exc:
+        proc = _spawn(argv, work_dir, limits, (write_fd, *pass_fds))
+    except SandboxError:
         os.close(read_fd)
         os.close(write_fd)
         if cgroup:
             cgroup.destroy()
-        raise SandboxError(
-            f"cannot start the sandboxed child ({exc}); check {sys.executable}"
-        ) from exc
+        raise
     os.close(write_fd)
     assert proc.stdout is not None and proc.stdin is not None
     tap = _LogTap(proc.stdout, limits.max_log_bytes, on_output)
@@ -339,6 +195,59 @@ def run_sandboxed(
         report=report,
         layers=_recorded_layers(isolation, cgroup is not None, confirmed),
     )
+
+
+def _open_cgroup(isolation: Isolation, limits: Limits) -> Cgroup | None:
+    """A cgroup of its own for the child, where the machine grants one."""
+    if not isolation.cgroup:
+        return None
+    try:
+        return _Cgroup(limits)
+    except OSError:  # probed writable, yet refused (a full hierarchy, a read-only mount)
+        return None
+
+
+def _child_config(
+    config: dict[str, Any], work_dir: Path, result_fd: int, limits: Limits, cgroup: Cgroup | None
+) -> dict[str, Any]:
+    """What the child is told: the caller's config plus where to work and report, and the
+    limits it raises on itself before any candidate code runs."""
+    return dict(config) | {
+        "work_dir": str(work_dir),
+        "result_fd": result_fd,
+        "threads": limits.threads,
+        "limits": {
+            "cpu_seconds": limits.cpu_seconds
+            or int(limits.wall_seconds * max(limits.threads, 1)) + 5,
+            "memory_bytes": limits.memory_bytes,
+            "max_processes": limits.max_processes,
+            "max_file_bytes": limits.max_file_bytes,
+            "open_files": limits.open_files,
+        },
+        "cgroup_procs": cgroup.procs_files() if cgroup else [],
+    }
+
+
+def _spawn(
+    argv: list[str], work_dir: Path, limits: Limits, pass_fds: tuple[int, ...]
+) -> subprocess.Popen[bytes]:
+    """Start the child in its own session, with a clean environment, dying with its parent."""
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=work_dir,
+            env=candidate_environment(work_dir, limits.threads),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=pass_fds,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    except OSError as exc:
+        raise SandboxError(
+            f"cannot start the sandboxed child ({exc}); check {sys.executable}"
+        ) from exc
 
 
 # Layers the child applies to itself: recorded only when it confirmed them.

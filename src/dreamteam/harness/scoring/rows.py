@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dreamteam.harness.sandbox.launcher import Isolation, Limits, ProcessResult, run_sandboxed
-from dreamteam.harness.scoring.lm import (
+from dreamteam.harness.scoring.common import (
     PROBE_TOLERANCE,
     EvalOutcome,
     Score,
