@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,12 +11,10 @@ import typer
 
 from dreamteam.cli.context import console, settings
 from dreamteam.errors import TaskError
-from dreamteam.execute.devices import cpu_threads, select_device
-from dreamteam.harness.sandbox.launcher import probe_isolation
-from dreamteam.harness.trial import TrialBudget, run_trial
+from dreamteam.harness.by_hand import evaluate_files, read_task_files
 from dreamteam.records import TrialResult
 from dreamteam.tasks import Task, load_task
-from dreamteam.tasks.data import DataPaths, prepare_data, resolve_task_data
+from dreamteam.tasks.data import prepare_data
 
 data_app = typer.Typer(help="The built-in data set.", no_args_is_help=True)
 
@@ -34,25 +31,6 @@ def data_prepare(
     console.print(f"data ready: {paths.root}")
 
 
-def task_data(task: Task) -> DataPaths:
-    """The task's data, prepared if need be (the built-in set comes from the mirror if set)."""
-    s = settings()
-    return resolve_task_data(task, s.home, s.mirror)
-
-
-def read_task_files(directory: Path, task: Task) -> dict[str, str]:
-    """The task's editable files from a directory (aliases such as train_mps.py accepted)."""
-    files = {}
-    for name in task.editable:
-        for candidate in (name, *task.aliases.get(name, ())):
-            if (directory / candidate).is_file():
-                files[name] = (directory / candidate).read_text(encoding="utf-8")
-                break
-        else:
-            raise TaskError(f"{directory} has no {name}: put the task's files there")
-    return files
-
-
 def _print_progress(line: str) -> None:
     if line.startswith("iter "):
         console.print(f"  [dim]{line}[/dim]")
@@ -67,38 +45,28 @@ def run_trials(
     device: str,
     show: bool,
 ) -> list[TrialResult]:
-    """One sandboxed trial per seed, each in a scratch folder under DREAMTEAM_HOME."""
-    data = task_data(task)
-    where = select_device(device)
-    isolation = probe_isolation()
-    budget = TrialBudget(threads=cpu_threads(1))
-    home = settings().home
-    home.mkdir(parents=True, exist_ok=True)
-    results = []
-    for seed in seeds:
-        with tempfile.TemporaryDirectory(dir=home, prefix="trial-") as work:
-            result = run_trial(
-                task,
-                files,
-                data,
-                fidelity,
-                seed,
-                Path(work),
-                budget,
-                isolation,
-                device=where,
-                iters=iters,
-                on_output=_print_progress if show else None,
-            )
-        results.append(result)
-        line = f"seed {result.seed}: {result.status}"
+    """One sandboxed trial per seed, a line printed as each ends."""
+
+    def line(result: TrialResult) -> None:
+        text = f"seed {result.seed}: {result.status}"
         if result.ok:
-            line += f" val_loss={result.val_loss:.4f}"
+            text += f" val_loss={result.val_loss:.4f}"
             figures = result.metrics or ({"bpb": result.bpb} if result.bpb is not None else {})
-            line += "".join(f" {k}={v:.4f}" for k, v in figures.items() if k != task.objective)
-            line += f" train={result.train_seconds:.1f}s eval={result.eval_seconds:.1f}s"
-        console.print(line)
-    return results
+            text += "".join(f" {k}={v:.4f}" for k, v in figures.items() if k != task.objective)
+            text += f" train={result.train_seconds:.1f}s eval={result.eval_seconds:.1f}s"
+        console.print(text)
+
+    return evaluate_files(
+        task,
+        files,
+        fidelity,
+        seeds,
+        settings(),
+        iters=iters,
+        device=device,
+        on_output=_print_progress if show else None,
+        on_result=line,
+    )
 
 
 def print_summary(results: list[TrialResult]) -> None:

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from dreamteam.agents.budget import Limits
+from dreamteam.cli import run_options as opt
 from dreamteam.cli.context import console, settings
 from dreamteam.cli.progress import Progress, choose_mode
 from dreamteam.config import RunConfig, config_from_dict, load_run_config
@@ -36,67 +37,38 @@ def _new_run_id() -> str:
 
 
 def run(
-    config: Path = typer.Option(None, "--config", help="A TOML file with run settings."),
-    task: str = typer.Option(None, "--task", help="A built-in task name or a task directory."),
-    personas: str = typer.Option(None, "--personas", help="Comma-separated persona slugs."),
-    modes: str = typer.Option(None, "--modes", help="savant,collaborator,specialist"),
-    team_size: int = typer.Option(None, "--team-size", min=1),
-    model: str = typer.Option(None, "--model", help="offline, openai:MODEL, MODE=SPEC,..."),
-    generations: int = typer.Option(None, "--generations", min=1),
-    fidelity: str = typer.Option(
-        None, "--fidelity", help="Confirmation fidelity: smoke|low|medium|full."
-    ),
-    seeds: int = typer.Option(None, "--seeds", min=2, help="Seeds per confirmation (>= 2)."),
-    workers: int = typer.Option(None, "--workers", min=1),
-    executor: str = typer.Option(
-        None, "--executor", help="local, or ray (extra `ray`): each trial a Ray task."
-    ),
-    address: str = typer.Option(
-        None, "--address", help="ray: the cluster to attach to (auto: this machine's)."
-    ),
-    agent_concurrency: int = typer.Option(
-        None, "--agent-concurrency", min=1, help="LLM calls in flight at once (1: in line)."
-    ),
-    run_dir: Path = typer.Option(
-        None, "--run-dir", help="Where the run lives (default: DREAMTEAM_HOME/runs/ID)."
-    ),
-    resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory."),
-    budget_minutes: float = typer.Option(None, "--budget-minutes", min=0),
-    repair: int = typer.Option(None, "--repair", min=0),
-    allocation: str = typer.Option(
-        None, "--allocation", help="uniform (each persona once) or bandit (more to winners)."
-    ),
-    allocation_floor: int = typer.Option(
-        None, "--allocation-floor", min=1, help="bandit: each persona once in N generations."
-    ),
-    screen_fidelity: str = typer.Option(
-        None, "--screen-fidelity", help="Where every candidate starts."
-    ),
-    strategy: str = typer.Option(None, "--strategy", help="parallel or chain."),
-    device: str = typer.Option(None, "--device"),
-    record: str = typer.Option(None, "--record", help="Record LLM answers to this cassette."),
-    budget_tokens: int = typer.Option(
-        None, "--budget-tokens", min=0, help="Stop after this many agent tokens (in + out)."
-    ),
-    budget_cost: float = typer.Option(
-        None, "--budget-cost", min=0, help="Stop after this many USD of agent calls."
-    ),
-    objective: str = typer.Option(None, "--objective", help="loss, bpb, loss+time or pareto."),
-    time_weight: float = typer.Option(
-        None, "--time-weight", min=0, help="loss+time: nats per training minute."
-    ),
-    time_tolerance: float = typer.Option(
-        None,
-        "--time-tolerance",
-        min=0,
-        help="pareto: slower by this fraction still counts as not slower.",
-    ),
-    elite: int = typer.Option(None, "--elite", min=0, help="Confirmed candidates kept (0: off)."),
-    crossover: int = typer.Option(
-        None, "--crossover", min=0, max=1, help="1: add a crossover of two elite members."
-    ),
-    plain: bool = typer.Option(False, "--plain", help="Plain lines instead of a live panel."),
-    quiet: bool = typer.Option(False, "--quiet", help="Only the closing lines."),
+    config: opt.ConfigOpt = None,
+    task: opt.TaskOpt = None,
+    personas: opt.PersonasOpt = None,
+    modes: opt.ModesOpt = None,
+    team_size: opt.TeamSizeOpt = None,
+    model: opt.ModelOpt = None,
+    generations: opt.GenerationsOpt = None,
+    fidelity: opt.FidelityOpt = None,
+    seeds: opt.SeedsOpt = None,
+    workers: opt.WorkersOpt = None,
+    executor: opt.ExecutorOpt = None,
+    address: opt.AddressOpt = None,
+    agent_concurrency: opt.AgentConcurrencyOpt = None,
+    run_dir: opt.RunDirOpt = None,
+    resume: opt.ResumeOpt = None,
+    budget_minutes: opt.BudgetMinutesOpt = None,
+    repair: opt.RepairOpt = None,
+    allocation: opt.AllocationOpt = None,
+    allocation_floor: opt.AllocationFloorOpt = None,
+    screen_fidelity: opt.ScreenFidelityOpt = None,
+    strategy: opt.StrategyOpt = None,
+    device: opt.DeviceOpt = None,
+    record: opt.RecordOpt = None,
+    budget_tokens: opt.BudgetTokensOpt = None,
+    budget_cost: opt.BudgetCostOpt = None,
+    objective: opt.ObjectiveOpt = None,
+    time_weight: opt.TimeWeightOpt = None,
+    time_tolerance: opt.TimeToleranceOpt = None,
+    elite: opt.EliteOpt = None,
+    crossover: opt.CrossoverOpt = None,
+    plain: opt.PlainOpt = False,
+    quiet: opt.QuietOpt = False,
 ) -> None:
     """Run the research loop: propose, screen, confirm, select, for N generations."""
     options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}

@@ -23,7 +23,7 @@ from dreamteam.harness.sandbox.launcher import probe_isolation
 from dreamteam.harness.trial import TrialBudget
 from dreamteam.loop.search import Search
 from dreamteam.personas import PersonaLibrary, load_library
-from dreamteam.records import Event, ObjectiveName
+from dreamteam.records import Event, ObjectiveName, RunSummary
 from dreamteam.store import RunStore
 from dreamteam.tasks import Task, load_task
 from dreamteam.tasks.data import resolve_task_data
@@ -86,3 +86,20 @@ def build_search(
             address=config.address,
         )
     return Search(config, task, library, agents, store, executor, on_event)
+
+
+def run_search(
+    config: RunConfig,
+    run_dir: Path,
+    on_event: Callable[[Event], None] = lambda e: None,
+) -> RunSummary:
+    """Run (or resume) a search in `run_dir` to its end and return its summary; the summary
+    is stored with the run, for `dreamteam show` and the report."""
+    store = RunStore(run_dir)
+    search = build_search(config, store, on_event=on_event)
+    try:
+        summary = search.run()
+    finally:
+        search.close()
+    store.finish_run("stopped" if summary.stopped else "done", summary)
+    return summary

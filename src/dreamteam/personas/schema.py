@@ -305,6 +305,32 @@ def parse_persona(
     if "fields" in data:
         fields = check.words(data, "fields", _FIELDS, lower=False)
 
+    breakthroughs, techniques, directions = _lists(check, data)
+
+    return Persona(
+        slug=slug,
+        mode=mode,
+        name=name,
+        identity=identity,
+        biography=biography,
+        trait=trait,
+        work=work,
+        understanding=understanding,
+        era=era,
+        disciplines=disciplines,
+        tags=tags,
+        breakthroughs=breakthroughs,
+        techniques=techniques,
+        directions=directions,
+        fields=fields,
+        source=source,
+    )
+
+
+def _lists(
+    check: _Checker, data: Mapping[str, Any]
+) -> tuple[tuple[Breakthrough, ...], tuple[Technique, ...], tuple[Direction, ...]]:
+    """A persona's breakthroughs, techniques and directions, each entry checked."""
     breakthrough_tables = check.tables(
         data, "breakthroughs", (_BREAKTHROUGHS, _BREAKTHROUGHS), ("title", "text")
     )
@@ -331,25 +357,7 @@ def parse_persona(
         Direction(key=key, text=check.text(d, "text", f"directions[{i}].text"))
         for i, (key, d) in enumerate(zip(direction_keys, direction_tables, strict=True))
     )
-
-    return Persona(
-        slug=slug,
-        mode=mode,
-        name=name,
-        identity=identity,
-        biography=biography,
-        trait=trait,
-        work=work,
-        understanding=understanding,
-        era=era,
-        disciplines=disciplines,
-        tags=tags,
-        breakthroughs=breakthroughs,
-        techniques=techniques,
-        directions=directions,
-        fields=fields,
-        source=source,
-    )
+    return breakthroughs, techniques, directions
 
 
 def load_persona_file(
