@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from dreamteam.agents.base import Agent, AgentRequest, AgentResponse, Usage
-from dreamteam.agents.factory import AgentTeam
+from dreamteam.agents.factory import PROVIDERS, AgentTeam
 from dreamteam.errors import AgentError, ConfigError
 from dreamteam.records import Spend
 
@@ -49,7 +49,7 @@ DEFAULT_PRICES: Mapping[str, Price] = {
     "gemini-2.5-flash-lite": (0.1, 0.4),
     "gemini-2.0-flash": (0.1, 0.4),
 }
-_FREE = ("offline", "replay", "ollama")  # providers whose answers cost no money
+_FREE = tuple(str(p) for p, info in PROVIDERS.items() if info.free)  # cost no money
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,35 @@ from dreamteam.records import Mode
 
 
 @dataclass(frozen=True)
+class ProviderInfo:
+    """What the code needs to know of a provider: its backend class and default URL (network
+    providers), the variable holding its key, whether its calls wait on a server, and
+    whether its answers cost money."""
+
+    backend: type[HTTPAgent] | None
+    url: str
+    key_variable: str  # "" when it needs none
+    network: bool
+    free: bool
+
+
+# The one table of providers: the factory, the budget and the call overlap all read it.
+PROVIDERS: Mapping[Provider, ProviderInfo] = {
+    Provider.OFFLINE: ProviderInfo(None, "", "", network=False, free=True),
+    Provider.REPLAY: ProviderInfo(None, "", "", network=False, free=True),
+    Provider.OPENAI: ProviderInfo(OpenAIAgent, OPENAI_URL, "OPENAI_API_KEY", True, False),
+    Provider.OPENAI_COMPATIBLE: ProviderInfo(OpenAICompatibleAgent, "", "", True, False),
+    Provider.ANTHROPIC: ProviderInfo(
+        AnthropicAgent, ANTHROPIC_URL, "ANTHROPIC_API_KEY", True, False
+    ),
+    Provider.GEMINI: ProviderInfo(
+        GeminiAgent, GEMINI_URL, "GEMINI_API_KEY (or GOOGLE_API_KEY)", True, False
+    ),
+    Provider.OLLAMA: ProviderInfo(OllamaAgent, OLLAMA_URL, "", network=True, free=True),
+}
+
+
+@dataclass(frozen=True)
 class Credentials:
     """Provider keys and endpoints, as read from the environment; never written anywhere."""
 
@@ -154,27 +183,23 @@ def build_team(
 
 def _route(spec: ModelSpec, credentials: Credentials) -> tuple[type[HTTPAgent], str, str]:
     """The backend class, base URL and key for a network spec."""
-    name = str(spec)
-    if spec.provider is Provider.OPENAI:
-        key = _need(credentials.openai_api_key, "OPENAI_API_KEY", name)
-        return OpenAIAgent, credentials.openai_base_url or OPENAI_URL, key
-    if spec.provider is Provider.OPENAI_COMPATIBLE:
-        return OpenAICompatibleAgent, spec.base_url, credentials.openai_api_key
-    if spec.provider is Provider.ANTHROPIC:
-        key = _need(credentials.anthropic_api_key, "ANTHROPIC_API_KEY", name)
-        return AnthropicAgent, credentials.anthropic_base_url or ANTHROPIC_URL, key
-    if spec.provider is Provider.GEMINI:
-        key = _need(credentials.gemini_api_key, "GEMINI_API_KEY (or GOOGLE_API_KEY)", name)
-        return GeminiAgent, GEMINI_URL, key
-    if spec.provider is Provider.OLLAMA:
-        return OllamaAgent, _ollama_url(credentials.ollama_host), ""
-    raise ValueError(f"no network backend for {name!r}")
-
-
-def _need(key: str, variable: str, name: str) -> str:
-    if not key:
-        raise ConfigError(f"model {name!r} needs {variable}: set it, or use --model offline")
-    return key
+    info = PROVIDERS[spec.provider]
+    if info.backend is None:
+        raise ValueError(f"no network backend for {str(spec)!r}")
+    keys = {
+        Provider.OPENAI: (credentials.openai_api_key, credentials.openai_base_url),
+        # openai-compatible sends OPENAI_API_KEY when set, and needs none
+        Provider.OPENAI_COMPATIBLE: (credentials.openai_api_key, spec.base_url),
+        Provider.ANTHROPIC: (credentials.anthropic_api_key, credentials.anthropic_base_url),
+        Provider.GEMINI: (credentials.gemini_api_key, ""),
+        Provider.OLLAMA: ("", _ollama_url(credentials.ollama_host)),
+    }
+    key, url = keys[spec.provider]
+    if info.key_variable and not key:
+        raise ConfigError(
+            f"model {str(spec)!r} needs {info.key_variable}: set it, or use --model offline"
+        )
+    return info.backend, url or info.url, key
 
 
 def _ollama_url(host: str) -> str:

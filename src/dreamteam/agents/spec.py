@@ -52,11 +52,6 @@ class ModelSpec:
             return f"{self.provider}:{self.model}@{self.base_url}"
         return f"{self.provider}:{self.model}"
 
-    @property
-    def is_network(self) -> bool:
-        """Whether this agent calls a remote service."""
-        return self.provider not in (Provider.OFFLINE, Provider.REPLAY)
-
 
 @dataclass(frozen=True)
 class ModelMap:

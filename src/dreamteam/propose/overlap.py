@@ -22,7 +22,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from dreamteam.agents import Agent, AgentRequest, AgentResponse, Provider, parse_model_spec
+from dreamteam.agents import Agent, AgentRequest, AgentResponse, parse_model_spec
+from dreamteam.agents.factory import PROVIDERS
 from dreamteam.errors import AgentError, ConfigError
 from dreamteam.personas import Persona
 from dreamteam.records import CandidateRecord
@@ -31,14 +32,13 @@ A = TypeVar("A")  # an answer
 R = TypeVar("R")  # a record made from it
 
 Answer = AgentResponse | AgentError | None  # None: the turn needed no call
-_IN_PROCESS = (Provider.OFFLINE, Provider.REPLAY)
 
 
 def waits_on_network(agent: Agent) -> bool:
     """Whether the agent's calls mostly wait on a server, judged by the model spec it answers
     as (wrappers keep it); an agent that names no known provider counts as in-process."""
     try:
-        return parse_model_spec(agent.name).provider not in _IN_PROCESS
+        return PROVIDERS[parse_model_spec(agent.name).provider].network
     except ConfigError:
         return False
 
