@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -451,3 +454,24 @@ def test_show_prints_the_whole_reason(dt_env: Path) -> None:
     result = CliRunner().invoke(app, ["show", "r1"], terminal_width=80)
     assert result.exit_code == 0, result.output
     assert " ".join(result.output.split()).endswith(f"g1-archimedes: {reason}")
+
+
+def test_dreamteam_run_with_a_rejected_key_exits_1_with_one_line(dt_env: Path) -> None:
+    """The real command, in its own process, against a server that answers 401."""
+    code = "from dreamteam.cli import main; main()"
+    with ScriptedLLM(lambda _body: Scripted(401, KEY_ERROR)) as server:
+        model = f"openai-compatible:qwen@{server.url}"
+        env = dict(os.environ, OPENAI_API_KEY="sk-wrong")
+        done = subprocess.run(
+            [sys.executable, "-c", code, "run", "--model", model, "--plain"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("AgentSetupError: ")
+    assert (
+        "check the server's key in OPENAI_API_KEY" in done.stderr and "sk-wrong" not in done.stderr
+    )
+    assert len(server.requests) == 1
