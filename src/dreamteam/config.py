@@ -59,6 +59,7 @@ class RunConfig:
     executor: str = "local"  # local | ray
     address: str = ""  # ray: a cluster to attach to (`auto`: this machine's); empty: start one
     agent_concurrency: int = 4  # LLM calls in flight at once (parallel strategy); 1: in line
+    agent_timeout: float = 600.0  # seconds for a whole agent call, every retry included
     budget_minutes: float = 0.0  # 0: no limit
     budget_tokens: int = 0  # agent input + output tokens over the run; 0: no limit
     budget_cost: float = 0.0  # USD over the run, priced by `prices`; 0: no limit
@@ -148,6 +149,9 @@ def _validate(config: RunConfig) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be a whole number, 1 or more")
+    timeout = config.agent_timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ConfigError("--agent-timeout must be a number of seconds above 0, e.g. 600")
     if config.address and config.executor != "ray":
         raise ConfigError("--address names a Ray cluster: add --executor ray, or drop --address")
     for name in ("budget_tokens", "budget_cost", "time_weight", "time_tolerance", "elite"):

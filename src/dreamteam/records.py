@@ -64,7 +64,9 @@ class ObjectiveName(StrEnum):
 class Event:
     """Progress for displays: what happened, to which candidate."""
 
-    kind: str  # start | proposed | started | trial | generation | best | rescue | final
+    # start | proposed | started | trial | generation | best | rescue | final, and for agent
+    # calls: agents (a first request's warning) | asking | retry | answered | failed
+    kind: str
     candidate: str = ""
     persona: str = ""
     detail: str = ""
@@ -302,6 +304,7 @@ class RunSummary:
     tokens: int = 0  # agent input + output tokens over the run
     cost: float = 0.0  # USD
     better: bool = False  # the best beat the baseline beyond the noise
+    agent_failures: dict[str, int] = field(default_factory=dict)  # failed calls by fault
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

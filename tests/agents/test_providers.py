@@ -351,7 +351,9 @@ def test_a_rejected_key_fails_at_once_naming_the_variable_but_not_the_key(
 
 def test_ollama_bare_string_errors_are_quoted(sleeps: list[float]) -> None:
     transport = ScriptedTransport([reply(404, {"error": "model 'qwen' not found"})])
-    with pytest.raises(AgentError, match=r"HTTP 404: model 'qwen' not found\); check the model"):
+    with pytest.raises(
+        AgentError, match=r"check the model name.*\(HTTP 404: model 'qwen' not found\)"
+    ):
         make(OllamaAgent, transport, sleeps, "qwen").propose(REQUEST)
 
 

@@ -7,6 +7,7 @@ protocol, so a test can swap any backend for the offline agent or a replayed cas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -54,6 +55,7 @@ class AgentRequest:
     files: tuple[tuple[str, str], ...] = ()  # (file name, source) of the current candidate
     techniques: tuple[str, ...] = ()  # the persona's technique keys: the offline agent's priors
     seed: int = 0  # for agents that draw at random; LLM backends ignore it
+    tag: str = ""  # what the call is for (a candidate id), for progress notes; never sent
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,36 @@ class AgentResponse:
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0  # wall time including retries
     attempts: int = 1  # HTTP attempts it took (1 when the first one answered)
+
+
+class CallStage(StrEnum):
+    """Where an agent call stands, for progress displays."""
+
+    ASKING = "asking"  # the call started
+    RETRY = "retry"  # an attempt failed and another follows after a wait
+    ANSWERED = "answered"
+    FAILED = "failed"  # given up: the AgentError follows
+
+
+@dataclass(frozen=True)
+class CallNote:
+    """One step of one agent call, as a backend reports it to whoever listens."""
+
+    stage: CallStage
+    agent: str  # the model spec
+    tag: str  # the request's tag (a candidate id)
+    persona: str
+    elapsed_s: float  # since the call started
+    detail: str = ""  # the retry's reason and wait, or the deadline when asking
+
+
+Listener = Callable[[CallNote], None]
+
+
+def clean_text(text: str) -> str:
+    """`text` that every UTF-8 sink (SQLite, files, the terminal) takes: lone surrogates and
+    NUL, which JSON may carry, escaped as `\\ud800` and `\\x00`."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 @runtime_checkable

@@ -211,6 +211,18 @@ def _ollama_url(host: str) -> str:
     return host.replace("://0.0.0.0", "://127.0.0.1").rstrip("/")
 
 
+def http_agents(team: AgentTeam) -> list[HTTPAgent]:
+    """The team's HTTP backends, each once, found inside wrappers (recording, metering)."""
+    found: list[HTTPAgent] = []
+    for agent in team.agents():
+        layer: object = agent
+        while layer is not None:
+            if isinstance(layer, HTTPAgent) and not any(layer is f for f in found):
+                found.append(layer)
+            layer = getattr(layer, "inner", None)
+    return found
+
+
 def close_agent(agent: Agent) -> None:
     """Close an agent, and the agent it wraps, where they hold resources."""
     inner = getattr(agent, "inner", None)

@@ -55,12 +55,12 @@ class OpenAIAgent(HTTPAgent):
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
-    def _payload(self, request: AgentRequest) -> dict[str, Any]:
+    def _payload(self, request: AgentRequest, max_tokens: int) -> dict[str, Any]:
         messages = [{"role": "system", "content": request.system}] if request.system else []
         messages += [{"role": str(role), "content": text} for role, text in chat_turns(request)]
         payload: dict[str, Any] = {"model": self.model, "messages": messages}
         limit_key = "max_completion_tokens" if self.official else "max_tokens"
-        payload[limit_key] = self.settings.max_output_tokens
+        payload[limit_key] = max_tokens
         if not (self.official and _OPENAI_REASONING.match(self.model)):
             payload["temperature"] = self.settings.temperature
         return payload
@@ -103,10 +103,10 @@ class AnthropicAgent(HTTPAgent):
     def _headers(self) -> dict[str, str]:
         return {"x-api-key": self._api_key, "anthropic-version": ANTHROPIC_VERSION}
 
-    def _payload(self, request: AgentRequest) -> dict[str, Any]:
+    def _payload(self, request: AgentRequest, max_tokens: int) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": self.settings.max_output_tokens,
+            "max_tokens": max_tokens,
             "temperature": self.settings.temperature,
             "messages": [
                 {"role": str(role), "content": text} for role, text in chat_turns(request)
@@ -141,7 +141,7 @@ class GeminiAgent(HTTPAgent):
     def _headers(self) -> dict[str, str]:
         return {"x-goog-api-key": self._api_key}
 
-    def _payload(self, request: AgentRequest) -> dict[str, Any]:
+    def _payload(self, request: AgentRequest, max_tokens: int) -> dict[str, Any]:
         contents = [
             {"role": "model" if role is Role.ASSISTANT else "user", "parts": [{"text": text}]}
             for role, text in chat_turns(request)
@@ -150,7 +150,7 @@ class GeminiAgent(HTTPAgent):
             "contents": contents,
             "generationConfig": {
                 "temperature": self.settings.temperature,
-                "maxOutputTokens": self.settings.max_output_tokens,
+                "maxOutputTokens": max_tokens,
             },
         }
         if request.system:
@@ -193,7 +193,7 @@ class OllamaAgent(HTTPAgent):
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
-    def _payload(self, request: AgentRequest) -> dict[str, Any]:
+    def _payload(self, request: AgentRequest, max_tokens: int) -> dict[str, Any]:
         messages = [{"role": "system", "content": request.system}] if request.system else []
         messages += [{"role": str(role), "content": text} for role, text in chat_turns(request)]
         return {
@@ -202,7 +202,7 @@ class OllamaAgent(HTTPAgent):
             "stream": False,
             "options": {
                 "temperature": self.settings.temperature,
-                "num_predict": self.settings.max_output_tokens,
+                "num_predict": max_tokens,
                 "num_ctx": self.settings.context_tokens,
             },
         }
@@ -237,4 +237,5 @@ def _join_text(content: object) -> str:
 
 
 def _int(value: object) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+    """A token count, or 0 where the provider gave none a store can hold (SQLite: 64 bits)."""
+    return value if isinstance(value, int) and 0 <= value < 2**53 else 0

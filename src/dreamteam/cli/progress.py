@@ -8,6 +8,7 @@ are printed by the command after the display has stopped, so they are the same e
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -38,11 +39,15 @@ class Tally:
     best: tuple[str, str, float | None] | None = None  # id, persona, loss at confirmation
     baseline: float | None = None
     spend: Spend | None = None
+    # agent calls in flight: candidate -> (when the call started, its latest retry or "")
+    calls: dict[str, tuple[float, str]] = field(default_factory=dict)
 
-    def add(self, event: Event) -> None:
-        """Fold one event in."""
+    def add(self, event: Event, now: float | None = None) -> None:
+        """Fold one event in (`now`: its `time.monotonic()`, for calls' elapsed times)."""
         self.spend = event.spend or self.spend
-        if event.kind == "start":
+        if event.kind in _CALL_KINDS:
+            self._call(event, time.monotonic() if now is None else now)
+        elif event.kind == "start":
             self.generation = event.generation
         elif event.kind == "proposed":
             self.proposals[event.detail.split(":", 1)[0]] += 1
@@ -56,6 +61,22 @@ class Tally:
             if event.candidate == BASELINE_ID and event.loss is not None:
                 self.baseline = event.loss
 
+    def _call(self, event: Event, now: float) -> None:
+        if event.kind == "asking":
+            self.calls[event.candidate] = (now, "")
+        elif event.kind == "retry":
+            started = self.calls.get(event.candidate, (now, ""))[0]
+            self.calls[event.candidate] = (started, event.detail)
+        else:
+            self.calls.pop(event.candidate, None)
+
+
+_CALL_KINDS = frozenset({"asking", "retry", "answered", "failed"})
+
+
+def _who(event: Event) -> str:
+    return f"{event.candidate} ({event.persona})" if event.persona else event.candidate
+
 
 def event_line(event: Event) -> str | None:
     """The plain line for an event (rich markup), or None for events shown only live."""
@@ -64,6 +85,12 @@ def event_line(event: Event) -> str | None:
         return f"[bold]generation {event.generation}/{detail.removeprefix('of ')}[/bold]"
     if event.kind == "proposed":
         return f"  proposed {event.candidate} ({event.persona}): {detail}"
+    if event.kind in ("asking", "answered"):
+        return f"  [dim]{event.kind} {escape(_who(event))}: {detail}[/dim]"
+    if event.kind == "retry":
+        return f"  [yellow]retry[/yellow] {escape(_who(event))} {detail}"
+    if event.kind == "agents":
+        return f"[yellow]agents:[/yellow] {detail}"
     if event.kind == "trial":
         loss = f" val_loss={event.loss:.4f}" if event.loss is not None else ""
         return f"  [dim]trial {event.candidate} {detail}{loss}[/dim]"
@@ -97,8 +124,19 @@ def budget_left(spend: Spend | None, limits: Limits, minutes: float) -> str:
     return " · ".join(parts) + " left" if parts else "no budget set"
 
 
-def render(tally: Tally, limits: Limits, minutes: float, recent: list[str]) -> RenderableType:
-    """The live panel: where the run is, what trains, how it stands, what is left."""
+def _in_flight(calls: dict[str, tuple[float, str]], now: float) -> str:
+    """Each agent call under way with its elapsed time, and its latest retry if any."""
+    shown = []
+    for cid, (started, retry) in calls.items():
+        shown.append(f"{cid} {now - started:.0f}s" + (f" (retry {retry})" if retry else ""))
+    return ", ".join(shown) or "–"
+
+
+def render(
+    tally: Tally, limits: Limits, minutes: float, recent: list[str], now: float | None = None
+) -> RenderableType:
+    """The live panel: where the run is, what trains, what agents are asked, how it stands,
+    what is left."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
@@ -106,6 +144,8 @@ def render(tally: Tally, limits: Limits, minutes: float, recent: list[str]) -> R
     grid.add_row("generation", f"{where}   elapsed {_clock(minutes)}")
     training = ", ".join(f"{c} ({d})" for c, d in tally.training.items()) or "–"
     grid.add_row("training", escape(training))
+    now = time.monotonic() if now is None else now
+    grid.add_row("agents", Text(_in_flight(tally.calls, now), overflow="ellipsis", no_wrap=True))
     grid.add_row("proposals", _counts(tally.proposals))
     grid.add_row("trials", _counts(tally.trials))
     if tally.best is not None:
@@ -138,20 +178,23 @@ class Progress:
         self.recent: deque[str] = deque(maxlen=RECENT_LINES)
         self.started = time.monotonic()
         self._live: Live | None = None
+        self._lock = threading.Lock()  # agent calls report from their own threads
 
     def __call__(self, event: Event) -> None:
-        self.tally.add(event)
-        line = event_line(event)
-        if line is None or self.mode == "quiet":
-            return
-        if self.mode == "plain":
-            self.console.print(line)
-        else:
-            self.recent.append(line)
+        with self._lock:
+            self.tally.add(event)
+            line = event_line(event)
+            if line is None or self.mode == "quiet":
+                return
+            if self.mode == "plain":
+                self.console.print(line)
+            else:
+                self.recent.append(line)
 
     def _render(self) -> RenderableType:
         minutes = (time.monotonic() - self.started) / 60
-        return render(self.tally, self.limits, minutes, list(self.recent))
+        with self._lock:
+            return render(self.tally, self.limits, minutes, list(self.recent))
 
     def __enter__(self) -> Progress:
         if self.mode == "live":

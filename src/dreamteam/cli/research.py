@@ -50,6 +50,7 @@ def run(
     executor: opt.ExecutorOpt = None,
     address: opt.AddressOpt = None,
     agent_concurrency: opt.AgentConcurrencyOpt = None,
+    agent_timeout: opt.AgentTimeoutOpt = None,
     run_dir: opt.RunDirOpt = None,
     resume: opt.ResumeOpt = None,
     budget_minutes: opt.BudgetMinutesOpt = None,
@@ -125,6 +126,9 @@ def _print_summary(summary: RunSummary, report: Path) -> None:
         console.print(f"elite: {', '.join(summary.elite)}")
     if summary.tokens:
         console.print(f"agents: {summary.tokens:,} tokens, ${summary.cost:.4f}")
+    if summary.agent_failures:
+        faults = ", ".join(f"{fault} {n}" for fault, n in summary.agent_failures.items())
+        console.print(f"agent failures: {faults} (reasons: dreamteam show {report.parent})")
     print(
         f"best: {summary.best} {summary.persona} val_loss={summary.val_loss:.4f} "
         f"baseline={summary.baseline:.4f} delta={summary.delta:+.4f} ci95={summary.ci95:.4f}"
@@ -189,12 +193,22 @@ def show(
             c.status or "pending",
             f"{screen[0]:.4f}" if screen else "-",
             f"{sum(confirm) / len(confirm):.4f} (n={len(confirm)})" if confirm else "-",
-            (c.reason or c.summary)[:70],
+            _cut(c.reason or c.summary),
         )
     console.print(table)
+    for _, c, _, _ in sorted(rows, key=lambda r: r[0]):
+        if len(c.reason) > _CELL:  # whole, wrapped: the fix is at its end
+            console.print(f"{c.id}: {c.reason}", markup=False)
     for g in store.generations():
         console.print(f"gen {g.number}: {g.note}")
     _show_allocation(store)
+
+
+_CELL = 70  # characters of a reason or summary in show's table
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
 
 
 def _show_allocation(store: RunStore) -> None:

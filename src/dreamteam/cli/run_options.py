@@ -43,6 +43,12 @@ AgentConcurrencyOpt = Annotated[
     int | None,
     typer.Option("--agent-concurrency", min=1, help="LLM calls in flight at once (1: in line)."),
 ]
+AgentTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--agent-timeout", min=0, help="Seconds for a whole agent call, retries included."
+    ),
+]
 RunDirOpt = Annotated[
     Path | None,
     typer.Option("--run-dir", help="Where the run lives (default: DREAMTEAM_HOME/runs/ID)."),

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from dreamteam.agents import AgentTeam, Credentials, build_team, parse_model_map
+from dreamteam.agents import AgentTeam, Credentials, LLMSettings, build_team, parse_model_map
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig, Settings, settings_from_env
 from dreamteam.errors import ConfigError
@@ -43,10 +43,11 @@ def build_agents(
     config: RunConfig, task: Task, environ: Mapping[str, str] = os.environ
 ) -> AgentTeam:
     """The agents of each persona mode, from the config's model strings and the environment's
-    keys (read, never stored)."""
+    keys (read, never stored); each call bounded by the config's `agent_timeout`."""
     return build_team(
         parse_model_map(config.model),
         Credentials.from_env(environ),
+        LLMSettings(deadline_s=config.agent_timeout),
         record=Path(config.record) if config.record else None,
         offline=lambda: OfflineAgent(seed=config.seed, protected=task.protected),
     )

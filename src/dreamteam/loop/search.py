@@ -20,11 +20,13 @@ that finished.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 
 from dreamteam.agents import AgentTeam
 from dreamteam.agents.budget import Limits, Meter, check_prices, metered, spent_reason
+from dreamteam.agents.factory import http_agents
 from dreamteam.config import RunConfig
 from dreamteam.errors import ConfigError
 from dreamteam.execute.jobs import Executor
@@ -33,6 +35,7 @@ from dreamteam.personas import Persona, PersonaLibrary
 from dreamteam.propose.overlap import Arrivals, Turn, waits_on_network
 from dreamteam.propose.proposer import ProposalContext, Proposer, code_hash, repairable
 from dreamteam.propose.team import pick_team
+from dreamteam.propose.watch import agent_failures, call_event, check_agents, stop_if_unanswered
 from dreamteam.records import (
     CandidateKind,
     CandidateRecord,
@@ -87,6 +90,8 @@ class Search:
         check_prices((a.name for a in agents.agents()), self.limits, config.prices)
         self.meter = Meter(self.limits, config.prices, *store.usage())  # resumed: spent before
         self.agents = metered(agents, self.meter)  # no call starts once tokens or cost run out
+        for http in http_agents(agents):  # each call's start, retries and end: on the display
+            http.listen(lambda note: self.on_event(call_event(note)))
         self.trials = Trials(config, store, executor, self.on_event)
         self.proposer = Proposer(
             ProposalContext(
@@ -103,9 +108,10 @@ class Search:
             )
         )
 
-    # -- measuring ------------------------------------------------------------------------
     def close(self) -> None:
         """Release the agents' connections and the executor's workers."""
+        for http in http_agents(self._team):
+            http.listen(None)  # a script may reuse the team in another search
         self._team.close()
         close = getattr(self.executor, "close", None)
         if close is not None:
@@ -157,6 +163,7 @@ class Search:
         self.store.start_generation(number, parent.id)
         steering = self.proposer.steering(number)
         proposals, fresh = self._propose(number, parent, steering)
+        stop_if_unanswered(number, self.proposer.calls.get(number, []), self.store.run_dir)
         fresh += self._repair(number, proposals, steering)
         promoted = self._promote(parent, fresh)
         finalists = [self.store.candidate(cid) for cid in promoted]
@@ -333,6 +340,8 @@ class Search:
         A spent budget stops the run between generations; a token or cost budget spent during
         a generation's proposals skips the rest of them, and that generation still finishes.
         """
+        for warning in check_agents(self._team, self.config.agent_timeout):  # before compute
+            self.on_event(Event("agents", detail=warning))
         baseline = self._baseline()
         self._record_elite(0)
         self._show_best(0, baseline)
@@ -367,10 +376,8 @@ class Search:
         cmp = (
             compare(c, b, self.noise_sd) if best.id != baseline.id else Comparison(0.0, 0.0, False)
         )
-        statuses: dict[str, int] = {}
-        for cand in self.store.candidates():
-            if cand.kind != CandidateKind.BASELINE:
-                statuses[cand.status or "pending"] = statuses.get(cand.status or "pending", 0) + 1
+        candidates = [c for c in self.store.candidates() if c.kind != CandidateKind.BASELINE]
+        statuses = dict(Counter(c.status or "pending" for c in candidates))
         self.on_event(Event("final", best.id, best.persona, "", c.mean))
         spend = self.spend()
         return RunSummary(
@@ -389,4 +396,5 @@ class Search:
             spend.tokens,
             spend.cost,
             cmp.better,
+            agent_failures(candidates),
         )

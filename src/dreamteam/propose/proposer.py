@@ -14,8 +14,10 @@ from dataclasses import dataclass, replace
 
 from dreamteam import pyparse
 from dreamteam.agents import Agent, AgentRequest, AgentResponse, AgentTeam
+from dreamteam.agents.base import clean_text
 from dreamteam.agents.budget import BudgetSpent, Limits, answer_cost, spent_reason
 from dreamteam.config import RunConfig
+from dreamteam.errors import AgentError
 from dreamteam.personas import Persona
 from dreamteam.propose.allocation import Yardstick, allocate
 from dreamteam.propose.crossover import crossover_candidate
@@ -23,6 +25,7 @@ from dreamteam.propose.edits import apply_edits, diff_files, parse_edits
 from dreamteam.propose.novelty import history_items, note_change
 from dreamteam.propose.overlap import Answer, Turn
 from dreamteam.propose.prompt import HistoryItem, build_prompt, repair_note
+from dreamteam.propose.watch import FAILED_PREFIX, failure_reason
 from dreamteam.records import CandidateKind, CandidateRecord, Event, Spend, Status
 from dreamteam.select.judge import Judge
 from dreamteam.store import RunStore
@@ -49,7 +52,7 @@ def repairable(c: CandidateRecord) -> bool:
     return (
         c.kind in (CandidateKind.PROPOSAL, CandidateKind.REPAIR)
         and c.status in _REPAIRABLE
-        and not c.reason.startswith("agent failed")
+        and not c.reason.startswith(FAILED_PREFIX)
     )
 
 
@@ -98,6 +101,8 @@ class Proposer:
         self.team, self.standing, self.screen_seed = list(ctx.team), ctx.judge, ctx.screen_seed
         self.limits, self.spend, self.on_event = ctx.limits, ctx.spend, ctx.emit
         self.skipped = 0  # proposals not asked for because the token or cost budget was spent
+        # per generation, each call this process made: None if answered, else its error
+        self.calls: dict[int, list[AgentError | None]] = {}
 
     def history(self) -> list[HistoryItem]:
         """What every earlier candidate changed (its record) and what that gave at screening."""
@@ -128,7 +133,7 @@ class Proposer:
             cid = f"{repair_of.id}-r"
         turn = Turn(cid, generation, persona, parent, repair_of)
         stored = self.store.candidate(cid)
-        if stored is not None:
+        if stored is not None and not self._unanswered(stored):
             return replace(turn, known=stored)
         if spent := spent_reason(self.spend(), self.limits, minutes=False):
             return replace(turn, known=self.skipped_turn(cid, generation, persona, parent, spent))
@@ -146,8 +151,18 @@ class Proposer:
             techniques=persona.technique_keys,
             # a persona with several slots gets a different draw in each (offline agent)
             seed=self.config.seed * 1000 + generation + SLOT_SEED * (index - 1),
+            tag=cid,
         )
         return replace(turn, agent=agent, request=request)
+
+    def _unanswered(self, stored: CandidateRecord) -> bool:
+        """A turn whose call failed with no answer, in a generation that did not finish (the
+        run stopped there): a resumed run asks again. Answered turns are never asked again."""
+        if not stored.reason.startswith(FAILED_PREFIX) or stored.response:
+            return False
+        return not any(
+            g.number == stored.generation and g.finished for g in self.store.generations()
+        )
 
     def record(self, turn: Turn, answer: Answer) -> CandidateRecord:
         """A turn's answer made into a stored candidate (turns are recorded in team order)."""
@@ -171,10 +186,9 @@ class Proposer:
         if isinstance(answer, BudgetSpent):  # not asked: a token or cost budget is spent
             return self.skipped_turn(cid, generation, persona, parent, str(answer))
         if not isinstance(answer, AgentResponse):  # the AgentError the agent raised
-            record = replace(record, reason=f"agent failed: {answer}")
-            self.store.add_candidate(record)
-            return record
-        response = answer
+            return self._failed(turn, record, answer)
+        self.calls.setdefault(generation, []).append(None)
+        response = replace(answer, text=clean_text(answer.text))
         parsed = parse_edits(response.text, parent.files, self.task.aliases)
         applied = apply_edits(parent.files, parsed)
         files = dict(applied.files)
@@ -195,7 +209,26 @@ class Proposer:
         )
         record = note_change(record, parent, self.store)  # its record; a twin's duplicate?
         self.store.add_candidate(record)
-        self.on_event(Event("proposed", cid, persona.slug, record.status or "valid"))
+        shown = f"{record.status}: {record.reason}" if record.reason else record.status
+        self.on_event(Event("proposed", cid, persona.slug, shown or "valid", None, generation))
+        return record
+
+    def _failed(
+        self, turn: Turn, record: CandidateRecord, error: AgentError | None
+    ) -> CandidateRecord:
+        """The turn's agent failed: the candidate is stored invalid with the reason, and with
+        the provider's raw answer when one came."""
+        assert error is not None and turn.agent is not None
+        self.calls.setdefault(turn.generation, []).append(error)
+        record = replace(
+            record,
+            reason=clean_text(failure_reason(error)),
+            response=clean_text(error.raw),
+            model=turn.agent.name,
+        )
+        self.store.add_candidate(record)
+        detail = f"{Status.INVALID}: {record.reason}"
+        self.on_event(Event("proposed", turn.cid, turn.persona.slug, detail, None, turn.generation))
         return record
 
     def crossovers(self, number: int) -> list[CandidateRecord]:
