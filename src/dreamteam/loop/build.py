@@ -48,7 +48,9 @@ def build_agents(
         parse_model_map(config.model),
         Credentials.from_env(environ),
         record=Path(config.record) if config.record else None,
-        offline=lambda: OfflineAgent(seed=config.seed, protected=task.protected),
+        offline=lambda: OfflineAgent(
+            seed=config.seed, protected=task.protected, imports=task.allowed_imports
+        ),
     )
 
 
