@@ -13,6 +13,7 @@ these; anything not found raises ``Skip``.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -86,6 +87,13 @@ def with_value(call: cst.Call, arg: cst.Arg, code: str) -> cst.Call:
     return call.with_changes(args=args)
 
 
+@functools.lru_cache(maxsize=32)
+def module(src: str) -> cst.Module:
+    """The libcst tree of ``src`` (cached: ``applies`` and the edit read the same files; libcst
+    trees are immutable, so sharing one is safe)."""
+    return cst.parse_module(src)
+
+
 class _Calls(cst.CSTTransformer):
     """Rewrite calls with ``fn`` (which returns None to leave one alone), counting the hits."""
 
@@ -104,7 +112,7 @@ class _Calls(cst.CSTTransformer):
 def rewrite_calls(src: str, fn: Callable[[cst.Call], cst.BaseExpression | None]) -> str:
     """The module with every call ``fn`` rewrites replaced; Skip when it rewrites none."""
     tool = _Calls(fn)
-    out = cst.parse_module(src).visit(tool)
+    out = module(src).visit(tool)
     if not tool.hits:
         raise Skip("no call to rewrite")
     return out.code
@@ -118,7 +126,7 @@ def calls(src: str) -> Iterator[cst.Call]:
         found.append(call)
         return None
 
-    cst.parse_module(src).visit(_Calls(note))
+    module(src).visit(_Calls(note))
     return iter(found)
 
 

@@ -16,7 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 import libcst as cst
 
-from dreamteam.agents.script_edit import argument, calls, code_of, nn_prefix, rewrite_calls
+from dreamteam.agents.script_edit import (
+    argument,
+    calls,
+    code_of,
+    module,
+    nn_prefix,
+    rewrite_calls,
+)
 from dreamteam.agents.source_edit import Skip
 from dreamteam.agents.techniques_base import Change, Files, Technique
 
@@ -87,7 +94,7 @@ class _Stacks(cst.CSTTransformer):
 
 def _stacks(src: str, write: bool) -> tuple[str, int]:
     tool = _Stacks(src, write)
-    out = cst.parse_module(src).visit(tool)
+    out = module(src).visit(tool)
     return out.code, tool.hits
 
 

@@ -6,6 +6,8 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -23,7 +25,7 @@ from dreamteam.harness.sandbox.launcher import probe_isolation
 from dreamteam.loop.build import build_search
 from dreamteam.propose.allocation import repair_rescue
 from dreamteam.propose.edits import diff_files
-from dreamteam.records import CandidateRecord, RunSummary
+from dreamteam.records import CandidateRecord, ChangeKind, RunSummary
 from dreamteam.report import write_report
 from dreamteam.store import RunStore, list_runs
 from dreamteam.tasks import load_task
@@ -172,6 +174,7 @@ def show(
         "status",
         f"loss@{cfg['screen_fidelity']}",
         f"mean@{cfg['fidelity']}",
+        "change",
         "reason / summary",
         title=f"run {store.run_dir.name}",
     )
@@ -189,12 +192,26 @@ def show(
             c.status or "pending",
             f"{screen[0]:.4f}" if screen else "-",
             f"{sum(confirm) / len(confirm):.4f} (n={len(confirm)})" if confirm else "-",
+            str(c.record.kind) if c.record and c.record.kind else "-",
             (c.reason or c.summary)[:70],
         )
     console.print(table)
+    _show_change_kinds(store.candidates())
     for g in store.generations():
         console.print(f"gen {g.number}: {g.note}")
     _show_allocation(store)
+
+
+def _show_change_kinds(candidates: Sequence[CandidateRecord]) -> None:
+    """How many proposals changed code and how many only moved hyperparameters."""
+    kinds = Counter(c.record.kind for c in candidates if c.record and c.record.kind)
+    labelled = sum(kinds.values())
+    if labelled:
+        structural = kinds[ChangeKind.STRUCTURAL]
+        console.print(
+            f"changes: {structural} structural, {kinds[ChangeKind.HYPERPARAMETER]} "
+            f"hyperparameter ({structural / labelled:.0%} structural)"
+        )
 
 
 def _show_allocation(store: RunStore) -> None:
