@@ -8,13 +8,15 @@ import ast
 import math
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dreamteam.agents.offline import choose_and_apply
+from dreamteam.agents.base import AgentRequest
+from dreamteam.agents.offline import OfflineAgent, choose_and_apply
 from dreamteam.agents.script_edit import optimizer_calls, training_loops
 from dreamteam.agents.source_edit import Skip
 from dreamteam.agents.techniques import for_any_script
@@ -365,3 +367,21 @@ def test_change_records_say_structural_or_hyperparameter(task, scripts) -> None:
         files = _technique(task, name).apply(base, random.Random(0))
         assert extract_record(base, files).kind is ChangeKind.STRUCTURAL, name
     assert extract_record(base, base).kind is None
+
+
+def test_persona_priors_pick_among_the_script_edits(task, scripts) -> None:
+    agent = OfflineAgent(max_techniques=1, protected=task.protected, imports=task.allowed_imports)
+    files = tuple(scripts["rings"].items())
+
+    def drawn(keys: tuple[str, ...]) -> Counter[str]:
+        texts = [
+            agent.propose(AgentRequest("p", persona="p", techniques=keys, seed=s, files=files)).text
+            for s in range(40)
+        ]
+        return Counter(t.splitlines()[1].split(":")[0].lstrip("- ") for t in texts)
+
+    plain, norms, steps = drawn(()), drawn(("norms_activations",)), drawn(("lr_schedules",))
+    layers = ("layer_norm", "swap_activation")
+    assert sum(norms[n] for n in layers) > sum(plain[n] for n in layers) + 5
+    assert steps["warmup_schedule"] > plain["warmup_schedule"] + 3
+    assert set(plain) <= {*NAMES, "tune_hyperparameters"} and len(plain) >= 6

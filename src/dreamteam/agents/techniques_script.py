@@ -336,7 +336,7 @@ def techniques(protected: frozenset[str]) -> tuple[Technique, ...]:
     return (
         Technique(
             "tune_literals",
-            ("adaptive_optimizers", "regularization", "lr_schedules"),
+            ("adaptive_optimizers", "regularization"),
             "hyperparameters written inline (the optimizer's lr, dropout, clipping) are as "
             "much the task's to tune as named constants",
             has(_literal_sites),
