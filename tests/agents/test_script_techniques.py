@@ -240,6 +240,9 @@ def test_a_learning_rate_constant_is_rescaled_unless_protected(task) -> None:
     frozen = next(x for x in for_any_script(("learning_rate",), None) if x.name == "swap_optimizer")
     out = frozen.apply({"train.py": src}, random.Random(1))["train.py"]
     assert "learning_rate = 0.05\n" in out and "lr=(learning_rate) * 0." in out
+    # and the re-tune leaves a protected learning rate alone
+    assert retune_lr(frozenset()).applies({"train.py": src})
+    assert not retune_lr(frozenset({"learning_rate"})).applies({"train.py": src})
 
 
 def test_the_schedule_spans_the_steps_the_harness_asks_for(task, scripts) -> None:
