@@ -13,16 +13,18 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from dreamteam.agents import build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.agents.offline import OfflineAgent
+from dreamteam.cli import app
 from dreamteam.config import RunConfig
 from dreamteam.execute.jobs import Job
 from dreamteam.loop.build import build_search
 from dreamteam.loop.search import BASELINE_ID
 from dreamteam.personas import load_library
-from dreamteam.records import CandidateRecord, Status, TrialResult
+from dreamteam.records import CandidateRecord, ChangeKind, Status, TrialResult
 from dreamteam.report import write_report
 from dreamteam.report.data import gather
 from dreamteam.report.diffs import render_diff
@@ -188,6 +190,28 @@ def test_report_numbers_come_from_the_store(run: RunStore, html: str) -> None:
     assert sum(p.wins for p in data.personas) >= 1
     assert sum(m.proposals for m in data.modes) == stages["proposed"]
     assert any(p.failures for p in data.personas)
+
+
+def test_structural_shares_come_from_the_change_records(run: RunStore, html: str) -> None:
+    kinds: dict[str, list[ChangeKind]] = {}
+    for c in run.candidates():
+        if c.kind != "baseline" and c.record is not None and c.record.kind is not None:
+            kinds.setdefault(c.persona, []).append(c.record.kind)
+    stats = {p.persona: p for p in gather(run).personas}
+    assert any(ChangeKind.STRUCTURAL in k for k in kinds.values())
+    for persona, labels in kinds.items():
+        assert stats[persona].labelled == len(labels)
+        assert stats[persona].structural == labels.count(ChangeKind.STRUCTURAL)
+    assert 'title="share of its changes that altered code' in html
+    every = [k for labels in kinds.values() for k in labels]
+    structural = every.count(ChangeKind.STRUCTURAL)
+    shown = CliRunner().invoke(app, ["show", str(run.run_dir)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    line = (
+        f"changes: {structural} structural, {len(every) - structural} hyperparameter "
+        f"({structural / len(every):.0%} structural)"
+    )
+    assert line in shown.output
 
 
 def test_report_needs_no_network(html: str) -> None:

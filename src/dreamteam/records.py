@@ -44,6 +44,13 @@ class CandidateKind(StrEnum):
     SKIPPED = "skipped"  # not asked for (a budget was spent): returned, never stored
 
 
+class ChangeKind(StrEnum):
+    """What a change moved, from its change record."""
+
+    HYPERPARAMETER = "hyperparameter"  # only constants and literal arguments
+    STRUCTURAL = "structural"  # a definition's code
+
+
 class AllocationPolicy(StrEnum):
     """How a generation's proposal slots are shared among the team."""
 
@@ -130,6 +137,14 @@ class ChangeRecord:
     @property
     def empty(self) -> bool:
         return not self.moves and not self.edits
+
+    @property
+    def kind(self) -> ChangeKind | None:
+        """Structural when a definition's code changed; hyperparameter when only constants
+        and literal keyword arguments moved; None for no change at all."""
+        if self.edits:
+            return ChangeKind.STRUCTURAL
+        return ChangeKind.HYPERPARAMETER if self.moves else None
 
     @property
     def shown_moves(self) -> tuple[Move, ...]:

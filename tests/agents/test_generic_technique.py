@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import importlib
-import io
 import itertools
 import math
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +22,7 @@ from dreamteam.harness.checks import check_candidate
 from dreamteam.propose.edits import apply_edits, parse_edits
 from dreamteam.tasks import load_task
 from dreamteam.tasks.metric import load_metric
+from training import train_in_process
 
 TUNER_KINDS = {
     "learning_rate": "rate",
@@ -36,7 +34,6 @@ TUNER_KINDS = {
     "dropout": "dropout",
     "grad_clip": "clip",
 }
-_counter = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -139,27 +136,6 @@ def test_transformer_techniques_skip_the_classifier_and_the_rest_pass_the_checks
             assert report.ok, (name, report.reason())
 
 
-def _train(files: dict[str, str], data_dir: Path, work: Path, iters: int) -> float:
-    """Import the candidate's train.py in this process and train it: its advisory loss."""
-    work.mkdir(parents=True)
-    for name, source in files.items():
-        (work / name).write_text(source)
-    tag = f"_cand{next(_counter)}"
-    for name in ("train", "model"):
-        sys.modules.pop(name, None)
-    sys.path.insert(0, str(work))
-    try:
-        module = importlib.import_module("train")
-        with contextlib.redirect_stdout(io.StringIO()):
-            best, _ = module.train(str(data_dir), str(work), iters, 1, "cpu")
-    finally:
-        sys.path.remove(str(work))
-        for name in ("train", "model"):
-            sys.modules[f"{name}{tag}"] = sys.modules.pop(name, None)  # type: ignore[assignment]
-    assert (work / "ckpt.pt").is_file()
-    return best
-
-
 @pytest.mark.parametrize(
     "name",
     ["cosine_schedule", "tune_lr", "weight_decay", "dropout", "adam_betas", "grad_clip", "tuner"],
@@ -167,7 +143,7 @@ def _train(files: dict[str, str], data_dir: Path, work: Path, iters: int) -> flo
 def test_each_applicable_technique_trains_on_the_classifier(name, baseline, data_dir, tmp_path):
     t = hyperparameter_tuner() if name == "tuner" else technique(name)
     files = t.apply(baseline, random.Random(1))
-    assert math.isfinite(_train(files, data_dir, tmp_path / "w", iters=60))
+    assert math.isfinite(train_in_process(files, data_dir, tmp_path / "w", iters=60))
 
 
 def _answer(agent: OfflineAgent, files: dict[str, str], persona: str, seed: int, task) -> dict:

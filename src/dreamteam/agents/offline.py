@@ -4,8 +4,10 @@ It draws one or more techniques from the catalogue (``techniques.py``) and the t
 hyperparameter tuner (``techniques_generic.py``), weighting those that match the persona's
 technique keys, applies them to the candidate's current files as code edits, and answers in
 the seeds' format: a short preamble, then one fenced block per file. On a task that is not
-the built-in language model, the catalogue's transformer techniques find nothing to edit and
-the tuner (with any generic training technique that fits) does the work.
+the built-in language model, the catalogue's transformer techniques find nothing to edit; the
+techniques that find their code by what it does (inline hyperparameters, the optimizer, the
+training loop, ``nn.Sequential`` stacks) and the tuner of module constants do the work. A
+structural change may come with a small learning-rate re-tune (``choose_and_apply``).
 Its draws depend only on its seed, the request's seed, the persona and the files, so the same
 request always gets the same answer: it doubles as the test fake for the search loop.
 """
@@ -19,10 +21,22 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from dreamteam.agents.base import AgentRequest, AgentResponse, FinishReason, Usage
-from dreamteam.agents.techniques import CATALOGUE, MODEL, TRAIN, Change, Technique
+from dreamteam.agents.techniques import (
+    CATALOGUE,
+    MODEL,
+    TRAIN,
+    Change,
+    Technique,
+    for_any_script,
+)
 from dreamteam.agents.techniques_generic import hyperparameter_tuner
+from dreamteam.agents.techniques_script import retune_lr
 
 PRIOR_WEIGHT = 4.0  # a technique that matches a persona's keys is drawn this much more often
+# how often a structural change comes with a learning-rate re-tune: more often for personas
+# whose priors are about step sizes
+RETUNE_CHANCE, RETUNE_CHANCE_LR = 0.5, 0.8
+_LR_KEYS = frozenset({"lr_schedules", "adaptive_optimizers"})
 _ALIASES = {"train_mps.py": TRAIN}  # the seeds' name for train.py
 _DISPLAY = {TRAIN: "train_mps.py"}  # ...which an answer uses when the request names no files
 
@@ -69,14 +83,20 @@ def choose_and_apply(
     rng: random.Random,
     count: int,
     catalogue: Sequence[Technique] = CATALOGUE,
+    retune: Technique | None = None,
 ) -> tuple[dict[str, str], list[tuple[Technique, Change]]]:
     """Apply up to ``count`` techniques one after another, each drawn among those that apply
-    to the files as they stand, favouring ``priors``; a technique that fails is skipped."""
+    to the files as they stand, favouring ``priors``; a technique that fails is skipped.
+
+    After a structural technique, ``retune`` (a small learning-rate move) follows when the
+    persona's draw allows: a new shape rarely trains best at the old step size."""
     keys = set(priors)
+    chance = RETUNE_CHANCE_LR if keys & _LR_KEYS else RETUNE_CHANCE
     current = dict(files)
     done: list[tuple[Technique, Change]] = []
     pool = list(catalogue)
-    while len(done) < count and pool:
+    applied = 0
+    while applied < count and pool:
         usable = [t for t in pool if t.applies(current)]
         if not usable:
             break
@@ -87,22 +107,55 @@ def choose_and_apply(
             change = pick.transform(current, rng)
         except Exception:  # weird code: this technique sits this one out
             continue
-        if change.files != current:
-            current = change.files
-            done.append((pick, change))
+        if change.files == current:
+            continue
+        current = change.files
+        done.append((pick, change))
+        applied += 1
+        if pick.structural and retune is not None and rng.random() < chance:
+            current, done = _retuned(current, done, retune, rng)
     return current, done
+
+
+def _retuned(
+    files: dict[str, str],
+    done: list[tuple[Technique, Change]],
+    retune: Technique,
+    rng: random.Random,
+) -> tuple[dict[str, str], list[tuple[Technique, Change]]]:
+    """The files after ``retune``, when it applies and succeeds (else as they were)."""
+    if not retune.applies(files):
+        return files, done
+    try:
+        change = retune.transform(files, rng)
+    except Exception:  # no learning rate it can move: the structural change goes alone
+        return files, done
+    return change.files, [*done, (retune, change)]
 
 
 class OfflineAgent:
     """An agent that edits code with the technique catalogue instead of asking a model."""
 
-    def __init__(self, seed: int = 0, max_techniques: int = 2, protected: Iterable[str] = ()):
-        """`protected`: the task's protected constants, which the tuner must not touch."""
+    def __init__(
+        self,
+        seed: int = 0,
+        max_techniques: int = 2,
+        protected: Iterable[str] = (),
+        imports: Iterable[str] | None = None,
+    ):
+        """`protected`: the task's protected constants, which no edit may touch; `imports`:
+        the modules a candidate may import (None: any)."""
         if max_techniques < 1:
             raise ValueError("max_techniques must be at least 1")
         self._seed = seed
         self._max = max_techniques
-        self._catalogue = (*CATALOGUE, hyperparameter_tuner(protected))
+        frozen = frozenset(protected)
+        self._catalogue = (
+            *CATALOGUE,
+            *for_any_script(frozen, imports),
+            hyperparameter_tuner(frozen),
+        )
+        self._retune = retune_lr(frozen)
 
     @property
     def name(self) -> str:
@@ -120,7 +173,9 @@ class OfflineAgent:
             _seed(self._seed, request.seed, request.persona, *sorted(files.items()))
         )
         count = rng.randint(1, self._max)
-        after, done = choose_and_apply(files, request.techniques, rng, count, self._catalogue)
+        after, done = choose_and_apply(
+            files, request.techniques, rng, count, self._catalogue, self._retune
+        )
         who = f" for {request.persona}" if request.persona else ""
         if done:
             lines = [f"Offline agent{who}: {len(done)} change(s) from the technique catalogue."]

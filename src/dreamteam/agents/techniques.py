@@ -6,6 +6,10 @@ technique needs and for signs it is already there, ``apply`` returns the new fil
 through libcst and locate code by structure (a class, a method, a statement that calls X), so
 earlier techniques, or an LLM's rewrite, only make a technique inapplicable, never corrupt it.
 
+``for_any_script`` adds the techniques that find their code by what it does in any PyTorch
+script (``techniques_script.py``, ``techniques_loop.py``, ``techniques_layers.py``): they
+need the task's protected constants and allowed imports, so they are built per task.
+
 The catalogue is assembled here from ``techniques_training.py`` and ``techniques_model.py``,
 which define the techniques (``techniques_base.py``: the ``Technique`` record), out of the
 helpers in ``source_edit.py`` and the code templates in ``snippets.py``.
@@ -13,10 +17,27 @@ helpers in ``source_edit.py`` and the code templates in ``snippets.py``.
 
 from __future__ import annotations
 
-from dreamteam.agents import techniques_model, techniques_training
+from collections.abc import Iterable
+
+from dreamteam.agents import (
+    techniques_layers,
+    techniques_loop,
+    techniques_model,
+    techniques_script,
+    techniques_training,
+)
 from dreamteam.agents.techniques_base import MODEL, TRAIN, Change, Files, Technique
 
-__all__ = ["CATALOGUE", "MODEL", "TRAIN", "Change", "Files", "Technique", "technique"]
+__all__ = [
+    "CATALOGUE",
+    "MODEL",
+    "TRAIN",
+    "Change",
+    "Files",
+    "Technique",
+    "for_any_script",
+    "technique",
+]
 
 _ORDER = (
     # training: lr schedule, optimizer hyperparameters, clipping
@@ -56,3 +77,17 @@ def technique(name: str) -> Technique:
         if t.name == name:
             return t
     raise KeyError(name)
+
+
+def for_any_script(
+    protected: Iterable[str] = (), imports: Iterable[str] | None = None
+) -> tuple[Technique, ...]:
+    """The techniques for any training script, for a task with these protected constants and
+    allowed imports (None: any import)."""
+    frozen = frozenset(protected)
+    allowed = None if imports is None else frozenset(imports)
+    return (
+        *techniques_script.techniques(frozen),
+        *techniques_loop.techniques(allowed),
+        *techniques_layers.techniques(),
+    )

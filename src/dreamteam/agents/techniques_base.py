@@ -36,6 +36,7 @@ class Technique:
     why: str  # one line for the answer's prose
     check: Check
     change: ChangeFn
+    structural: bool = False  # changes the code's shape, not only its numbers: re-tune lr after
 
     def applies(self, files: Mapping[str, str]) -> bool:
         """Whether the files have the structure this technique edits and do not have it yet."""
@@ -57,16 +58,17 @@ class Technique:
 
 
 def registrar(
-    registry: list[Technique],
+    registry: list[Technique], structural: bool = False
 ) -> Callable[[str, tuple[str, ...], str, Check], Callable[[ChangeFn], ChangeFn]]:
     """A definition module's decorator: ``@technique(name, keys, why, check)`` on a change
-    function makes it a ``Technique`` and appends that to ``registry``, in definition order."""
+    function makes it a ``Technique`` and appends that to ``registry``, in definition order.
+    ``structural``: the module's techniques change the code's shape (see ``Technique``)."""
 
     def technique(
         name: str, keys: tuple[str, ...], why: str, check: Check
     ) -> Callable[[ChangeFn], ChangeFn]:
         def register(fn: ChangeFn) -> ChangeFn:
-            registry.append(Technique(name, keys, why, check, fn))
+            registry.append(Technique(name, keys, why, check, fn, structural))
             return fn
 
         return register

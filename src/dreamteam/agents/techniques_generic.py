@@ -97,6 +97,14 @@ _KINDS = (
 )
 
 
+_BY_NAME = {kind.name: kind for kind in _KINDS}
+
+
+def draw(kind: str, value: float, rng: random.Random) -> float:
+    """A new value for a hyperparameter of the named kind (``rate``, ``decay``, ``dropout``...)."""
+    return _BY_NAME[kind].draw(value, rng)
+
+
 @dataclass(frozen=True)
 class _Found:
     """One tunable constant: in which file, its name, value and kind."""

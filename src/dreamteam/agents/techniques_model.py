@@ -35,7 +35,7 @@ from dreamteam.agents.techniques_base import MODEL, TRAIN, Change, Files, Techni
 
 TECHNIQUES: list[Technique] = []
 """This module's techniques, in definition order."""
-_technique = registrar(TECHNIQUES)
+_technique = registrar(TECHNIQUES, structural=True)
 
 
 def _sdpa_qk(model: str) -> bool:

@@ -6,6 +6,8 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -23,7 +25,7 @@ from dreamteam.harness.sandbox.launcher import probe_isolation
 from dreamteam.loop.build import build_search
 from dreamteam.propose.allocation import repair_rescue
 from dreamteam.propose.edits import diff_files
-from dreamteam.records import CandidateRecord, RunSummary
+from dreamteam.records import CandidateRecord, ChangeKind, RunSummary
 from dreamteam.report import write_report
 from dreamteam.store import RunStore, list_runs
 from dreamteam.tasks import load_task
@@ -176,6 +178,7 @@ def show(
         "status",
         f"loss@{cfg['screen_fidelity']}",
         f"mean@{cfg['fidelity']}",
+        "change",
         "reason / summary",
         title=f"run {store.run_dir.name}",
     )
@@ -193,12 +196,14 @@ def show(
             c.status or "pending",
             f"{screen[0]:.4f}" if screen else "-",
             f"{sum(confirm) / len(confirm):.4f} (n={len(confirm)})" if confirm else "-",
+            str(c.record.kind) if c.record and c.record.kind else "-",
             _cut(c.reason or c.summary),
         )
     console.print(table)
     for _, c, _, _ in sorted(rows, key=lambda r: r[0]):
         if len(c.reason) > _CELL:  # whole, wrapped: the fix is at its end
             console.print(f"{c.id}: {c.reason}", markup=False)
+    _show_change_kinds(store.candidates())
     for g in store.generations():
         console.print(f"gen {g.number}: {g.note}")
     _show_allocation(store)
@@ -209,6 +214,18 @@ _CELL = 70  # characters of a reason or summary in show's table
 
 def _cut(text: str) -> str:
     return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
+
+
+def _show_change_kinds(candidates: Sequence[CandidateRecord]) -> None:
+    """How many proposals changed code and how many only moved hyperparameters."""
+    kinds = Counter(c.record.kind for c in candidates if c.record and c.record.kind)
+    labelled = sum(kinds.values())
+    if labelled:
+        structural = kinds[ChangeKind.STRUCTURAL]
+        console.print(
+            f"changes: {structural} structural, {kinds[ChangeKind.HYPERPARAMETER]} "
+            f"hyperparameter ({structural / labelled:.0%} structural)"
+        )
 
 
 def _show_allocation(store: RunStore) -> None:

@@ -49,7 +49,9 @@ def build_agents(
         Credentials.from_env(environ),
         LLMSettings(deadline_s=config.agent_timeout),
         record=Path(config.record) if config.record else None,
-        offline=lambda: OfflineAgent(seed=config.seed, protected=task.protected),
+        offline=lambda: OfflineAgent(
+            seed=config.seed, protected=task.protected, imports=task.allowed_imports
+        ),
     )
 
 

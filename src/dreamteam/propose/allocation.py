@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from dreamteam.records import Allocation, CandidateKind, Status
+from dreamteam.records import Allocation, CandidateKind, ChangeKind, Status
 
 if TYPE_CHECKING:
     from dreamteam.config import RunConfig
@@ -59,6 +59,7 @@ class Attempt:
     delta: float | None  # screening loss minus its generation parent's: negative is better
     outcome: Outcome
     replaced: bool  # became its generation's best
+    change: ChangeKind | None = None  # structural or hyperparameter (None: no record)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,13 @@ class PersonaStats:
     n_delta: int
     failures: dict[str, int]  # status -> count, for every status but ok
     reasons: tuple[str, ...]  # distinct failure reasons, shortened
+    structural: int = 0  # proposals whose change record is structural
+    labelled: int = 0  # proposals with a change record (structural or hyperparameter)
+
+    @property
+    def structural_share(self) -> float | None:
+        """The share of labelled proposals that changed code, not only hyperparameters."""
+        return self.structural / self.labelled if self.labelled else None
 
     @property
     def win_rate(self) -> float:
@@ -157,6 +165,7 @@ def attempts(store: RunStore, yard: Yardstick) -> list[Attempt]:
                 delta,
                 _outcome(c, base, delta, yard.judge),
                 c.id in replaced,
+                c.record.kind if c.record else None,
             )
         )
     return out
@@ -179,6 +188,8 @@ def _stats(name: str, mode: str, group: Sequence[Attempt]) -> PersonaStats:
         n_delta=len(deltas),
         failures=dict(Counter(a.status for a in failed).most_common()),
         reasons=tuple(reasons),
+        structural=sum(1 for a in group if a.change is ChangeKind.STRUCTURAL),
+        labelled=sum(1 for a in group if a.change is not None),
     )
 
 
