@@ -45,6 +45,7 @@ def test_run_writes_the_tree_and_the_contract_lines(tmp_path: Path, mirror: Path
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.strip().splitlines()
     assert lines[-2].startswith("best: ") and "baseline=" in lines[-2] and "ci95=" in lines[-2]
+    assert " fidelity=smoke" in lines[-2]  # the claim names its budget
     assert lines[-1] == f"report: {run_dir / 'report.html'}"
     assert (run_dir / "dreamteam.sqlite").is_file() and (run_dir / "report.html").is_file()
     results = (run_dir / "gen_1" / "results.txt").read_text().splitlines()

@@ -10,16 +10,20 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from dreamteam.agents import build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig
+from dreamteam.errors import TaskError
 from dreamteam.execute.jobs import Job
-from dreamteam.loop.build import build_search
+from dreamteam.loop.build import build_search, checked_task
 from dreamteam.loop.search import BASELINE_ID, Search, code_hash
 from dreamteam.personas import load_library
 from dreamteam.propose.team import pick_team
 from dreamteam.records import Status, TrialResult
+from dreamteam.report.data import gather
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
 
@@ -204,3 +208,22 @@ def test_repair_zero_disables_it(tmp_path: Path) -> None:
         executor=FakeExecutor(),
     ).run()
     assert store.candidate("g1-archimedes-r") is None and len(agent.prompts) == 1
+
+
+def test_the_final_claim_is_measured_at_the_final_fidelity_on_fresh_seeds(tmp_path: Path) -> None:
+    search, executor, store = _search(tmp_path, final_fidelity="medium")
+    summary = search.run()
+    assert summary.fidelity == "medium" and summary.steps == 2500
+    final = {(cid, seed) for cid, fidelity, seed in executor.calls if fidelity == "medium"}
+    assert final == {(cid, s) for cid in (BASELINE_ID, summary.best) for s in (1340, 1341)}
+    assert summary.seeds == (1340, 1341)
+    # the confirmation noise (measured at smoke) is not carried to medium
+    assert summary.ci95 > 0
+    store.finish_run("done", summary)
+    headline = gather(store).headline
+    assert headline.fidelity == "medium" and headline.best.id == summary.best
+
+
+def test_an_unknown_final_fidelity_is_refused_before_anything_runs() -> None:
+    with pytest.raises(TaskError, match="fidelity 'huge'"):
+        checked_task(RunConfig(final_fidelity="huge"))

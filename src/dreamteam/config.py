@@ -53,6 +53,7 @@ class RunConfig:
     screen_fidelity: str = "smoke"  # every valid candidate, one seed
     fidelity: str = "low"  # promoted candidates are confirmed here, with `seeds` seeds
     seeds: int = 2
+    final_fidelity: str = ""  # the final claim is measured here ("": the confirmation fidelity)
     promote_fraction: float = 0.34  # successive halving: the top third goes on
     max_promoted: int = 2
     workers: int = 1  # trials at once (local), or the size of a local Ray instance

@@ -320,6 +320,7 @@ class RunSummary:
     cost: float = 0.0  # USD
     better: bool = False  # the best beat the baseline beyond the noise
     agent_failures: dict[str, int] = field(default_factory=dict)  # failed calls by fault
+    steps: int = 0  # optimizer steps of `fidelity`: the budget the claim holds at
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -48,6 +48,7 @@ def run(
     generations: opt.GenerationsOpt = None,
     fidelity: opt.FidelityOpt = None,
     seeds: opt.SeedsOpt = None,
+    final_fidelity: opt.FinalFidelityOpt = None,
     workers: opt.WorkersOpt = None,
     executor: opt.ExecutorOpt = None,
     address: opt.AddressOpt = None,
@@ -133,7 +134,8 @@ def _print_summary(summary: RunSummary, report: Path) -> None:
         console.print(f"agent failures: {faults} (reasons: dreamteam show {report.parent})")
     print(
         f"best: {summary.best} {summary.persona} val_loss={summary.val_loss:.4f} "
-        f"baseline={summary.baseline:.4f} delta={summary.delta:+.4f} ci95={summary.ci95:.4f}"
+        f"baseline={summary.baseline:.4f} delta={summary.delta:+.4f} ci95={summary.ci95:.4f} "
+        f"fidelity={summary.fidelity} steps={summary.steps}"
     )
     print(f"report: {report}")
 

@@ -113,3 +113,11 @@ CrossoverOpt = Annotated[
 ]
 PlainOpt = Annotated[bool, typer.Option("--plain", help="Plain lines instead of a live panel.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="Only the closing lines.")]
+FinalFidelityOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--final-fidelity",
+        help="Measure the final best and baseline here on fresh seeds (default: the "
+        "confirmation fidelity; `full` for the real budget).",
+    ),
+]

@@ -32,7 +32,11 @@ from dreamteam.tasks.data import resolve_task_data
 def checked_task(config: RunConfig) -> Task:
     """The run's task, with the run's fidelities and objective checked against it."""
     task = load_task(config.task)
-    for level in (config.screen_fidelity, config.fidelity):
+    for level in (
+        config.screen_fidelity,
+        config.fidelity,
+        config.final_fidelity or config.fidelity,
+    ):
         task.iterations(level)
     if config.objective == ObjectiveName.BPB and not task.is_lm:
         raise ConfigError(f"--objective bpb needs a language-model task; {task.name!r} has none")

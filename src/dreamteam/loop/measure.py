@@ -87,6 +87,16 @@ class Trials:
             losses.append(t.val_loss)
         return estimate(losses)
 
+    def write_results(self, generation: int, screen_seed: int) -> None:
+        """The generation's results.txt: persona, screening loss, time, status per line."""
+        lines = []
+        for c in self.store.candidates(generation):
+            t = self.store.trial(c.id, self.config.screen_fidelity, screen_seed)
+            loss = f"{t.val_loss:.4f}" if t and t.val_loss is not None else "-"
+            secs = f"{t.train_seconds:.1f}s" if t else "-"
+            lines.append(f"{c.persona}\t{loss}\t{secs}\t{c.status or 'pending'}")
+        self.store.write_results(generation, lines)
+
 
 def _announced(jobs: Iterable[Job], emit: Callable[[Event], None]) -> Iterator[Job]:
     """The jobs, each announced as the executor takes it, so a display shows what trains."""

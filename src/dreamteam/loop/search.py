@@ -169,7 +169,7 @@ class Search:
         finalists = [self.store.candidate(cid) for cid in promoted]
         self.trials.measure([f for f in finalists if f], self.config.fidelity, self.confirm_seeds)
         best, note = self._select(parent, promoted, rescued)
-        self._write_results(number)
+        self.trials.write_results(number, self.screen_seed)
         self.store.finish_generation(number, best.id, promoted, note)
         self.on_event(Event("generation", best.id, best.persona, note))
         return best
@@ -324,15 +324,6 @@ class Search:
         self._elite = self.standing.elite() if self.config.elite else []
         self.store.set_elite(generation, self._elite)
 
-    def _write_results(self, generation: int) -> None:
-        lines = []
-        for c in self.store.candidates(generation):
-            t = self.store.trial(c.id, self.config.screen_fidelity, self.screen_seed)
-            loss = f"{t.val_loss:.4f}" if t and t.val_loss is not None else "-"
-            secs = f"{t.train_seconds:.1f}s" if t else "-"
-            lines.append(f"{c.persona}\t{loss}\t{secs}\t{c.status or 'pending'}")
-        self.store.write_results(generation, lines)
-
     # -- the whole run --------------------------------------------------------------------
     def run(self) -> RunSummary:
         """Run (or resume) every generation, then confirm the best on fresh seeds.
@@ -366,16 +357,21 @@ class Search:
         self.on_event(Event("best", best.id, best.persona, "", loss, generation))
 
     def _final(self, baseline: CandidateRecord, best: CandidateRecord, stopped: str) -> RunSummary:
-        seeds = self.final_seeds if best.id != baseline.id else self.confirm_seeds
-        self.trials.measure(
-            [baseline, best] if best.id != baseline.id else [baseline], self.config.fidelity, seeds
+        """The best and the baseline measured again at the final fidelity on fresh seeds (the
+        confirmation seeds when the baseline is still the best at the confirmation fidelity)."""
+        fidelity = self.config.final_fidelity or self.config.fidelity
+        same = best.id == baseline.id
+        seeds = (
+            self.confirm_seeds if same and fidelity == self.config.fidelity else self.final_seeds
         )
-        b = self.trials.estimate(baseline.id, self.config.fidelity, seeds)
-        c = self.trials.estimate(best.id, self.config.fidelity, seeds) or b
-        assert b is not None and c is not None
-        cmp = (
-            compare(c, b, self.noise_sd) if best.id != baseline.id else Comparison(0.0, 0.0, False)
-        )
+        self.trials.measure([baseline] if same else [baseline, best], fidelity, seeds)
+        b = self.trials.estimate(baseline.id, fidelity, seeds)
+        c = self.trials.estimate(best.id, fidelity, seeds) or b
+        if b is None or c is None:
+            raise ConfigError(f"the baseline failed to train at {fidelity}: see its log in the run")
+        # the confirmation noise holds only where it was measured
+        noise = self.noise_sd if fidelity == self.config.fidelity else 0.0
+        cmp = Comparison(0.0, 0.0, False) if same else compare(c, b, noise)
         candidates = [c for c in self.store.candidates() if c.kind != CandidateKind.BASELINE]
         statuses = dict(Counter(c.status or "pending" for c in candidates))
         self.on_event(Event("final", best.id, best.persona, "", c.mean))
@@ -387,7 +383,7 @@ class Search:
             b.mean,
             cmp.delta,
             cmp.ci95,
-            self.config.fidelity,
+            fidelity,
             tuple(seeds),
             sum(statuses.values()),
             statuses,
@@ -397,4 +393,5 @@ class Search:
             spend.cost,
             cmp.better,
             agent_failures(candidates),
+            self.task.iterations(fidelity),
         )

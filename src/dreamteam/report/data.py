@@ -78,8 +78,10 @@ class Overview:
 
 @dataclass(frozen=True)
 class Headline:
-    """The final best against the baseline at the confirmation fidelity."""
+    """The final best against the baseline at the fidelity the claim holds at."""
 
+    fidelity: str
+    steps: int | None  # optimizer steps of that fidelity, when a trial there says
     best: CandidateView
     baseline: CandidateView
     seeds: tuple[int, ...]
@@ -160,13 +162,14 @@ def _headline(
     printed), else derived from the store the same way while the run is still going."""
     by_id = {v.id: v for v in views}
     baseline = by_id.get(BASELINE_ID, views[0])
-    base = by_seed(baseline, config.fidelity)
+    fidelity = summary.fidelity if summary is not None else config.fidelity
+    base = by_seed(baseline, fidelity)
     if summary is not None and summary.best in by_id:
         best = by_id[summary.best]
         seeds = tuple(s for s in summary.seeds if s in base)
     else:
         best, seeds = _derived_best(by_id, baseline, gens, config)
-    best_losses = tuple(by_seed(best, config.fidelity)[s] for s in seeds)
+    best_losses = tuple(by_seed(best, fidelity)[s] for s in seeds)
     base_losses = tuple(base[s] for s in seeds)
     best_est, base_est = estimate(best_losses), estimate(base_losses)
     comparison = None
@@ -175,7 +178,19 @@ def _headline(
     elif best is not baseline and best_est and base_est:
         noise = estimate([base[s] for s in seed_plan(config).confirm if s in base])
         comparison = compare(best_est, base_est, noise.sd if noise else 0.0)
-    return Headline(best, baseline, seeds, best_losses, base_losses, best_est, base_est, comparison)
+    steps = next((t.iters for t in baseline.trials if t.fidelity == fidelity), None)
+    return Headline(
+        fidelity,
+        steps,
+        best,
+        baseline,
+        seeds,
+        best_losses,
+        base_losses,
+        best_est,
+        base_est,
+        comparison,
+    )
 
 
 def _derived_best(
