@@ -173,21 +173,23 @@ def show(
     """The leaderboard of a run."""
     store = RunStore.open_existing(resolve_run(run))
     info = store.run_info()
-    cfg = info.config
+    defaults = RunConfig()
+    screen_at = str(info.config.get("screen_fidelity", defaults.screen_fidelity))
+    confirm_at = str(info.config.get("fidelity", defaults.fidelity))
     table = Table(
         "candidate",
         "persona",
         "status",
-        f"loss@{cfg['screen_fidelity']}",
-        f"mean@{cfg['fidelity']}",
+        f"loss@{screen_at}",
+        f"mean@{confirm_at}",
         "reason / summary",
         title=f"run {store.run_dir.name}",
     )
     rows = []
     for c in store.candidates():
         trials = store.trials(c.id)
-        screen = [t.val_loss for t in trials if t.fidelity == cfg["screen_fidelity"] and t.val_loss]
-        confirm = [t.val_loss for t in trials if t.fidelity == cfg["fidelity"] and t.val_loss]
+        screen = [t.val_loss for t in trials if t.fidelity == screen_at and t.val_loss]
+        confirm = [t.val_loss for t in trials if t.fidelity == confirm_at and t.val_loss]
         key = min(screen) if screen else float("inf")
         rows.append((key, c, screen, confirm))
     for _, c, screen, confirm in sorted(rows, key=lambda r: r[0]):

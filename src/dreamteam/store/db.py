@@ -7,10 +7,15 @@ The schema carries a version (`PRAGMA user_version`). A database written by this
 must hold every table: a missing one means the file was damaged, and creating it empty
 would silently forget what the run had done. A database from before the version was kept
 gets its missing tables and columns added instead, so every release reads earlier runs.
+
+A run in a folder this process cannot write (a read-only mount, an archive) is opened
+read-only and immutable: every reading command works on it, and any write is a StoreError
+saying the run is read-only.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -41,17 +46,21 @@ class Database:
         return db
 
     def _connect(self) -> sqlite3.Connection:
+        path = self.run_dir / DB_NAME
+        frozen = path.is_file() and not os.access(self.run_dir, os.W_OK)
+        target = f"{path.absolute().as_uri()}?immutable=1" if frozen else str(path)
         try:
             # check_same_thread off only so that close() may close every thread's connection
             db = sqlite3.connect(
-                self.run_dir / DB_NAME, isolation_level=None, timeout=30, check_same_thread=False
+                target, uri=frozen, isolation_level=None, timeout=30, check_same_thread=False
             )
         except sqlite3.Error as exc:
             raise sqlite_fault(self.run_dir, exc) from exc
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._check_schema(db)
+            if not frozen:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+            self._check_schema(db, frozen)
         except (sqlite3.Error, StoreError) as exc:
             db.close()
             if isinstance(exc, StoreError):
@@ -62,9 +71,11 @@ class Database:
             self._opened.append(db)
         return db
 
-    def _check_schema(self, db: sqlite3.Connection) -> None:
+    def _check_schema(self, db: sqlite3.Connection, frozen: bool) -> None:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if frozen and version < SCHEMA_VERSION:
+            return  # an older run that cannot be migrated here: read what it has
         if version >= SCHEMA_VERSION:
             missing = sorted(set(TABLES) - have)
             if missing:

@@ -17,6 +17,12 @@ from dreamteam.records import DISK_FULL
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
+def brief(detail: object, limit: int = 160) -> str:
+    """An error's detail on one short line (SQLite quotes the text it could not decode)."""
+    text = " ".join(str(detail).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def disk_full(run_dir: Path) -> DiskFullError:
     """The error that stops a run whose disk is full, with how to go on."""
     return DiskFullError(
@@ -27,14 +33,14 @@ def disk_full(run_dir: Path) -> DiskFullError:
 
 def read_only(run_dir: Path, detail: object) -> StoreError:
     return StoreError(
-        f"cannot write the run in {run_dir} ({detail}): it is read-only; make it writable, "
+        f"cannot write the run in {run_dir} ({brief(detail)}): it is read-only; make it writable, "
         "or read it with `dreamteam show` / `dreamteam report -o FILE`"
     )
 
 
 def damaged(run_dir: Path, detail: object) -> StoreError:
     return StoreError(
-        f"the run store in {run_dir} is damaged ({detail}): restore dreamteam.sqlite from a "
+        f"the run store in {run_dir} is damaged ({brief(detail)}): restore dreamteam.sqlite from a "
         "backup, or start a new run"
     )
 
@@ -51,7 +57,7 @@ def sqlite_fault(run_dir: Path, exc: sqlite3.Error) -> StoreError:
         return read_only(run_dir, text)
     if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
         return damaged(run_dir, text)
-    return StoreError(f"the run store in {run_dir} failed: {text}")
+    return StoreError(f"the run store in {run_dir} failed: {brief(text)}")
 
 
 def os_fault(run_dir: Path, exc: OSError) -> StoreError:
@@ -60,7 +66,7 @@ def os_fault(run_dir: Path, exc: OSError) -> StoreError:
         return disk_full(run_dir)
     if exc.errno in _READ_ONLY:
         return read_only(run_dir, exc.strerror or exc)
-    return StoreError(f"cannot write the run in {run_dir}: {exc}")
+    return StoreError(f"cannot write the run in {run_dir}: {brief(exc)}")
 
 
 def write_text(run_dir: Path, path: Path, text: str) -> None:

@@ -25,6 +25,7 @@ from dreamteam.records import (
     SteeringVersion,
     TrialRecord,
 )
+from dreamteam.store.faults import brief
 
 DB_NAME = "dreamteam.sqlite"
 # kept in the database (PRAGMA user_version) from this version on: see db.py
@@ -88,9 +89,9 @@ def _reads(table: str) -> Callable[[Callable[[sqlite3.Row], R]], Callable[[sqlit
         def reader(row: sqlite3.Row) -> R:
             try:
                 return read(row)
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                 raise StoreError(
-                    f"a row of the run store's {table} table is damaged ({exc}): restore "
+                    f"a row of the run store's {table} table is damaged ({brief(exc)}): restore "
                     "dreamteam.sqlite from a backup, or start a new run"
                 ) from exc
 
@@ -157,11 +158,14 @@ def trial_from_row(row: sqlite3.Row) -> TrialRecord:
 
 @_reads("runs")
 def run_info_from_row(row: sqlite3.Row) -> RunInfo:
+    config = json.loads(row["config"])
+    if not isinstance(config, dict):
+        raise TypeError(f"the config is {type(config).__name__}, not a table")
     return RunInfo(
         id=row["id"],
         created=row["created"],
         task=row["task"],
-        config=json.loads(row["config"]),
+        config=config,
         isolation=tuple(json.loads(row["isolation"] or "[]")),
         status=row["status"] or "",
         finished=row["finished"],
