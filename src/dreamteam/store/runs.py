@@ -127,13 +127,13 @@ class RunStore:
         row["created"] = time.time()
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
+        folder = self.candidate_dir(c)
+        for name, source in c.files.items():  # first: a stored candidate always has its files
+            write_text(self.run_dir, folder / name, source)
         with self._dbs.tx() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO candidates ({cols}) VALUES ({marks})", list(row.values())
             )
-        folder = self.candidate_dir(c)
-        for name, source in c.files.items():
-            write_text(self.run_dir, folder / name, source)
 
     def candidate_dir(self, c: CandidateRecord) -> Path:
         """gen_<N>/<persona>[-k]: the id without its generation prefix."""
