@@ -183,6 +183,11 @@ def test_a_read_only_run_is_one_line_and_exit_1(
     assert "read-only" in done.err
     shown = dreamteam(capsys, "show", str(run))  # reading needs no write
     assert shown.code == 0 and "g0-baseline" in shown.out, shown.err
+    elsewhere = dreamteam(capsys, "report", str(run), "-o", str(dt_env / "r.html"))
+    assert elsewhere.code == 0, elsewhere.err
+    for args in (["report", str(run)], ["steer", str(run), "go"]):  # these write into it
+        done = dreamteam(capsys, *args)
+        assert done.code == 1 and "read-only" in done.err and _one_line(done.err), done.err
 
 
 def test_a_full_disk_under_the_store_is_one_line(run: Path, mounted: Path) -> None:

@@ -26,6 +26,7 @@ from dreamteam.propose.edits import diff_files
 from dreamteam.records import CandidateRecord, RunSummary
 from dreamteam.report import write_report
 from dreamteam.store import RunStore, list_runs
+from dreamteam.store.faults import os_fault
 from dreamteam.tasks import load_task
 from dreamteam.tasks.data import load_tokenizer
 
@@ -277,8 +278,11 @@ def steer(
     """Write the run's steering.md (read at the start of every generation)."""
     path = resolve_run(run) / "steering.md"
     tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text.strip() + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a generation never reads half a file
+    try:
+        tmp.write_text(text.strip() + "\n", encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a generation never reads half a file
+    except OSError as exc:
+        raise os_fault(path.parent, exc) from exc
     console.print(f"steering saved to {path}; it takes effect at the next generation")
 
 

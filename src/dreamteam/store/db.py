@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from dreamteam.errors import StoreError
-from dreamteam.store.faults import damaged, sqlite_fault
+from dreamteam.store.faults import FAULTS, damaged, sqlite_fault
 from dreamteam.store.schema import DB_NAME, SCHEMA, SCHEMA_VERSION, TABLES, add_columns
 
 
@@ -61,7 +61,7 @@ class Database:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
             self._check_schema(db, frozen)
-        except (sqlite3.Error, StoreError) as exc:
+        except (*FAULTS, StoreError) as exc:
             db.close()
             if isinstance(exc, StoreError):
                 raise
@@ -97,7 +97,7 @@ class Database:
         """Every row a query gives (read to the end here: a damaged page fails here too)."""
         try:
             return self.conn().execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
+        except FAULTS as exc:
             raise sqlite_fault(self.run_dir, exc) from exc
 
     def one(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Row | None:
@@ -117,6 +117,6 @@ class Database:
             if db.in_transaction:
                 with suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, FAULTS):
                 raise sqlite_fault(self.run_dir, exc) from exc
             raise

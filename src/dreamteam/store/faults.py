@@ -15,6 +15,9 @@ from dreamteam.errors import DiskFullError, StoreError
 from dreamteam.records import DISK_FULL
 
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+# what SQLite raises on a damaged file (text it cannot decode, even in its own schema, is a
+# UnicodeDecodeError from Python's side)
+FAULTS = (sqlite3.Error, UnicodeDecodeError)
 
 
 def brief(detail: object, limit: int = 160) -> str:
@@ -45,8 +48,10 @@ def damaged(run_dir: Path, detail: object) -> StoreError:
     )
 
 
-def sqlite_fault(run_dir: Path, exc: sqlite3.Error) -> StoreError:
+def sqlite_fault(run_dir: Path, exc: sqlite3.Error | UnicodeDecodeError) -> StoreError:
     """A SQLite error as the one line that says what to do about it."""
+    if isinstance(exc, UnicodeDecodeError):
+        return damaged(run_dir, exc)
     name = getattr(exc, "sqlite_errorname", "")
     text = str(exc)
     if name.startswith("SQLITE_FULL") or "disk is full" in text:
