@@ -22,11 +22,12 @@ import pytest
 from dreamteam.agents import AgentResponse, Usage, build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.config import RunConfig
+from dreamteam.errors import DiskFullError
 from dreamteam.execute.jobs import Job
 from dreamteam.loop.build import build_search, conclude
 from dreamteam.loop.search import seed_plan
 from dreamteam.personas import load_library
-from dreamteam.records import Event, RunSummary, Status, TrialResult
+from dreamteam.records import DISK_FULL, Event, RunSummary, Status, TrialResult
 from dreamteam.store import RunStore
 from dreamteam.store.schema import TABLES
 from dreamteam.tasks import load_task
@@ -243,3 +244,49 @@ def test_a_run_stopped_at_every_event_resumes_to_the_same_history(
 ) -> None:
     for n in range(1, uninterrupted[3] + 1):
         _check_resumed_at(uninterrupted, tmp_path, n)
+
+
+class FullOnce(Executor):
+    """The disk fills under one trial (the harness's DISK_FULL result), once."""
+
+    def __init__(self, victim: tuple[str, str, int]) -> None:
+        super().__init__()
+        self.victim = victim
+
+    def run(self, jobs):
+        for job in jobs:
+            self.calls.append((job.candidate, job.fidelity, job.seed))
+            if (job.candidate, job.fidelity, job.seed) == self.victim:
+                reason = f"{DISK_FULL}: the harness could not write ckpt.pt"
+                yield job, TrialResult(Status.CRASHED, reason, job.seed, job.fidelity, 40)
+            else:
+                yield job, _score(job)
+
+
+@pytest.mark.parametrize(
+    "victim", [("g1-aristotle", "smoke", PLAN.screen), ("g1-aristotle", "smoke", PLAN.confirm[0])]
+)
+def test_a_full_disk_stops_the_run_and_the_resumed_run_ends_as_if_it_never_filled(
+    uninterrupted: Whole, tmp_path: Path, victim: tuple[str, str, int]
+) -> None:
+    whole, summary, _, _ = uninterrupted
+    run_dir = tmp_path / "run"
+    store = RunStore(run_dir)
+    store.create_run("run", "shakespeare", dataclasses.asdict(CONFIG), [])
+    agent = ByGeneration()
+    team = build_team(parse_model_map("offline"), Credentials.from_env({}), offline=lambda: agent)
+    full = FullOnce(victim)
+    search = build_search(
+        CONFIG, store, task=TASK, library=load_library(), agents=team, executor=full
+    )
+    with pytest.raises(DiskFullError, match=f"--resume {run_dir}"):
+        conclude(search)
+    stored = store.trial(*victim)
+    assert stored is not None and stored.disk_full  # recorded, with its reason
+    candidate = store.candidate(victim[0])
+    assert candidate is not None and candidate.status != "crashed"  # not the candidate's fault
+    assert full.calls[-1] == victim  # nothing started after it
+    store.close()
+    resumed, again = _conclude(run_dir, lambda e: None)
+    assert again.calls[0] == victim  # trained again, first
+    assert _history(run_dir) == _history(whole) and resumed == summary
