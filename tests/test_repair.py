@@ -14,7 +14,8 @@ from dreamteam.cli import app
 from dreamteam.config import RunConfig
 from dreamteam.harness.checks import check_candidate
 from dreamteam.loop.build import build_search
-from dreamteam.loop.search import BASELINE_ID, Event, Search, seed_plan
+from dreamteam.loop.plan import BASELINE_ID, seed_plan
+from dreamteam.loop.search import Event, Search
 from dreamteam.personas import load_library
 from dreamteam.propose.allocation import Outcome, Yardstick, attempts, repair_rescue
 from dreamteam.records import Status, TrialResult

@@ -10,6 +10,7 @@
      │    └── AgentOutageError  every agent call of a generation failed
      ├── SandboxError   the sandbox itself could not start a candidate
      └── StoreError     the run store cannot be read or written
+          └── DiskFullError   no space left for the run: free some, then resume
 
 A candidate that fails is not an error: it is a Status (see records.py). Each message is one
 line the user can act on.
@@ -79,3 +80,7 @@ class SandboxError(DreamteamError):
 
 class StoreError(DreamteamError):
     """The run store cannot be read or written."""
+
+
+class DiskFullError(StoreError):
+    """The disk under a run is full: the run stops; it resumes once space is freed."""

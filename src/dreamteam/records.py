@@ -205,6 +205,13 @@ class CandidateRecord:
     twin: str = ""  # a duplicate's earlier candidate, whose result it shares
 
 
+# How a trial's reason starts when the machine ran out of disk under it (the harness's own
+# writes failed, or the candidate's did and the harness then found no room either). Not the
+# candidate's fault: the run stops, and the trial runs again on resume. A candidate cannot
+# forge it: the reasons it can cause start with an exception's type name, which has no spaces.
+DISK_FULL = "no space left on device"
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     """One stored measurement (candidate x fidelity x seed)."""
@@ -222,6 +229,11 @@ class TrialRecord:
     steps: int
     iters: int
     n_params: int
+
+    @property
+    def disk_full(self) -> bool:
+        """The machine's disk, not the candidate, ended this trial: it runs again on resume."""
+        return self.status is Status.CRASHED and self.reason.startswith(DISK_FULL)
 
 
 @dataclass(frozen=True)
@@ -248,6 +260,11 @@ class TrialResult:
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
+
+    @property
+    def disk_full(self) -> bool:
+        """The machine's disk, not the candidate, ended this trial."""
+        return self.status is Status.CRASHED and self.reason.startswith(DISK_FULL)
 
 
 @dataclass(frozen=True)

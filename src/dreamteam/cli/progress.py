@@ -21,8 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from dreamteam.agents.budget import Limits
-from dreamteam.loop.search import BASELINE_ID, Event
-from dreamteam.records import Spend
+from dreamteam.loop.plan import BASELINE_ID
+from dreamteam.records import Event, Spend
 
 RECENT_LINES = 6  # lines of the event log kept under the live panel
 

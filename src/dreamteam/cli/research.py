@@ -22,12 +22,13 @@ from dreamteam.errors import StoreError, TaskError
 from dreamteam.execute.devices import cpu_threads
 from dreamteam.harness.sampling import SamplingSettings, sample_tokens
 from dreamteam.harness.sandbox.launcher import probe_isolation
-from dreamteam.loop.build import build_search
+from dreamteam.loop.build import build_search, conclude, writing
 from dreamteam.propose.allocation import repair_rescue
 from dreamteam.propose.edits import diff_files
 from dreamteam.records import CandidateRecord, ChangeKind, RunSummary
 from dreamteam.report import write_report
 from dreamteam.store import RunStore, list_runs
+from dreamteam.store.faults import os_fault
 from dreamteam.tasks import load_task
 from dreamteam.tasks.data import load_tokenizer
 
@@ -76,45 +77,47 @@ def run(
 ) -> None:
     """Run the research loop: propose, screen, confirm, select, for N generations."""
     options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}
-    store, cfg = _open_run(resume, config, run_dir, options)
-    progress = Progress(
-        console,
-        choose_mode(console, plain, quiet),
-        cfg.generations,
-        Limits(cfg.budget_minutes, cfg.budget_tokens, cfg.budget_cost),
-    )
-    search = build_search(cfg, store, on_event=progress, settings=settings())
-    console.print(f"run {store.run_dir}")
-    console.print(
-        f"team: {', '.join(p.slug for p in search.team)}; model: {cfg.model}; "
-        f"screen at {cfg.screen_fidelity}, confirm at {cfg.fidelity} x {cfg.seeds} seeds; "
-        f"objective {cfg.objective}"
-    )
-    try:
+    # a new run's config is checked before its folder exists
+    cfg = None if resume is not None else load_run_config(config, options)
+    path = resume or run_dir or settings().runs_dir / _new_run_id()
+    with writing(path, resume=resume is not None) as store:
+        if cfg is None:
+            console.print(f"resuming {store.run_dir}")
+            cfg = config_from_dict(store.run_info().config)
+        if (done := store.finished_summary()) is not None:
+            console.print("the run had finished: nothing to do; its closing lines as stored")
+            _print_summary(done, _report_of(store))
+            return
+        progress = Progress(
+            console,
+            choose_mode(console, plain, quiet),
+            cfg.generations,
+            Limits(cfg.budget_minutes, cfg.budget_tokens, cfg.budget_cost),
+        )
+        search = build_search(cfg, store, on_event=progress, settings=settings())
+        _print_start(store.run_dir, cfg, [p.slug for p in search.team])
         with progress:
-            summary = search.run()
-    finally:
-        search.close()
-    store.finish_run("stopped" if summary.stopped else "done", summary)
-    report = write_report(store, store.run_dir / "report.html")
-    _print_summary(summary, report)
+            summary = conclude(search)
+        _print_summary(summary, write_report(store, store.run_dir / "report.html"))
 
 
 # `run`'s parameters that are not RunConfig fields
 _NOT_CONFIG = frozenset({"config", "run_dir", "resume", "plain", "quiet"})
 
 
-def _open_run(
-    resume: Path | None, config: Path | None, run_dir: Path | None, options: dict[str, object]
-) -> tuple[RunStore, RunConfig]:
-    """The run's store and config: a stored run's own config when resuming, else the config
-    file with the command line's options over it, in a new run directory."""
-    if resume is not None:
-        store = RunStore.open_existing(resume)
-        console.print(f"resuming {resume}")
-        return store, config_from_dict(store.run_info().config)
-    cfg = load_run_config(config, options)
-    return RunStore(run_dir or settings().runs_dir / _new_run_id()), cfg
+def _print_start(run_dir: Path, cfg: RunConfig, team: list[str]) -> None:
+    console.print(f"run {run_dir}")
+    console.print(
+        f"team: {', '.join(team)}; model: {cfg.model}; "
+        f"screen at {cfg.screen_fidelity}, confirm at {cfg.fidelity} x {cfg.seeds} seeds; "
+        f"objective {cfg.objective}"
+    )
+
+
+def _report_of(store: RunStore) -> Path:
+    """The run's report, written only if it is missing (a finished run is not rewritten)."""
+    path = store.run_dir / "report.html"
+    return path if path.is_file() else write_report(store, path)
 
 
 def _print_summary(summary: RunSummary, report: Path) -> None:
@@ -157,13 +160,19 @@ def resolve_run(run: str | None) -> Path:
 
 @runs_app.command("list")
 def runs_list() -> None:
-    """List runs, newest first."""
+    """List runs, newest first (a folder that holds no readable run is listed as such)."""
     table = Table("run", "task", "status", "candidates", "path")
-    for path in list_runs(settings().runs_dir):
-        store = RunStore.open_existing(path)
-        info = store.run_info()
-        table.add_row(path.name, info.task, info.status, str(len(store.candidates())), str(path))
-        store.close()
+    for path in list_runs(settings().runs_dir, every=True):
+        try:
+            store = RunStore.open_existing(path)
+            try:
+                info = store.run_info()
+                row = [info.task, info.status, str(len(store.candidates()))]
+            finally:
+                store.close()
+        except StoreError as exc:
+            row = ["-", "no run" if "no run record" in str(exc) else "unreadable", "-"]
+        table.add_row(path.name, *row, str(path))
     console.print(table)
 
 
@@ -173,13 +182,15 @@ def show(
     """The leaderboard of a run."""
     store = RunStore.open_existing(resolve_run(run))
     info = store.run_info()
-    cfg = info.config
+    defaults = RunConfig()
+    screen_at = str(info.config.get("screen_fidelity", defaults.screen_fidelity))
+    confirm_at = str(info.config.get("fidelity", defaults.fidelity))
     table = Table(
         "candidate",
         "persona",
         "status",
-        f"loss@{cfg['screen_fidelity']}",
-        f"mean@{cfg['fidelity']}",
+        f"loss@{screen_at}",
+        f"mean@{confirm_at}",
         "change",
         "reason / summary",
         title=f"run {store.run_dir.name}",
@@ -187,8 +198,8 @@ def show(
     rows = []
     for c in store.candidates():
         trials = store.trials(c.id)
-        screen = [t.val_loss for t in trials if t.fidelity == cfg["screen_fidelity"] and t.val_loss]
-        confirm = [t.val_loss for t in trials if t.fidelity == cfg["fidelity"] and t.val_loss]
+        screen = [t.val_loss for t in trials if t.fidelity == screen_at and t.val_loss]
+        confirm = [t.val_loss for t in trials if t.fidelity == confirm_at and t.val_loss]
         key = min(screen) if screen else float("inf")
         rows.append((key, c, screen, confirm))
     for _, c, screen, confirm in sorted(rows, key=lambda r: r[0]):
@@ -300,8 +311,11 @@ def steer(
     """Write the run's steering.md (read at the start of every generation)."""
     path = resolve_run(run) / "steering.md"
     tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text.strip() + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a generation never reads half a file
+    try:
+        tmp.write_text(text.strip() + "\n", encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a generation never reads half a file
+    except OSError as exc:
+        raise os_fault(path.parent, exc) from exc
     console.print(f"steering saved to {path}; it takes effect at the next generation")
 
 

@@ -8,6 +8,7 @@ The LM task is scored by scoring/lm.py, a task with a harness file by scoring/ro
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import shutil
@@ -23,12 +24,15 @@ from dreamteam.harness.sandbox.launcher import Isolation, Limits, run_sandboxed
 from dreamteam.harness.scoring.common import EvalOutcome, process_failure
 from dreamteam.harness.scoring.lm import evaluate_checkpoint
 from dreamteam.harness.scoring.rows import evaluate_rows
-from dreamteam.records import Status, TrialResult
+from dreamteam.records import DISK_FULL, Status, TrialResult
 from dreamteam.tasks import Task
 from dreamteam.tasks.data import DataPaths
 from dreamteam.tasks.metric import load_metric
 
 SELF_REPORT_GAP = 0.5  # nats: a self-reported loss this far below the harness's is flagged
+# A crash with less than this free under the work dir is the disk's fault, not the
+# candidate's: a trial of the built-in task writes two ~7 MB checkpoints and a data copy.
+LOW_DISK_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,56 @@ def run_trial(
     `keep_checkpoint` is where to copy the trained weights when the trial is ok. `checked`:
     the caller already passed the files through `check_candidate` (the local executor does,
     on its caller's thread: CPython's `ast.parse` is not safe in two threads at once).
+    A trial the machine's disk ended is `crashed` with a reason starting records.DISK_FULL.
     """
     iters = task.iterations(fidelity) if iters is None else iters
+    try:
+        result = _trial(
+            task, files, data, fidelity, seed, work_dir, budget, isolation, device, on_output,
+            iters, keep_checkpoint, checked,
+        )  # fmt: skip
+    except OSError as exc:  # the harness's own writes: staging, scoring, keeping the weights
+        if exc.errno != errno.ENOSPC:
+            raise
+        where = exc.filename or "its files"
+        reason = f"{DISK_FULL}: the harness could not write {where}"
+        return TrialResult(Status.CRASHED, reason, seed, fidelity, iters)
+    return _blame_the_disk(result, work_dir)
+
+
+def _blame_the_disk(result: TrialResult, work_dir: Path) -> TrialResult:
+    """A crash while the disk under the trial is (nearly) full is the disk's doing: a write
+    the candidate's process made (its checkpoint, say) failed for want of space, whatever
+    words its exception used (torch says "file write failed")."""
+    if result.status is not Status.CRASHED:
+        return result
+    place = work_dir
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        free = shutil.disk_usage(place).free
+    except OSError:
+        return result
+    if free >= LOW_DISK_BYTES:
+        return result
+    return replace(result, reason=f"{DISK_FULL} ({free >> 20} MiB free): {result.reason}")
+
+
+def _trial(
+    task: Task,
+    files: Mapping[str, str],
+    data: DataPaths,
+    fidelity: str,
+    seed: int,
+    work_dir: Path,
+    budget: TrialBudget,
+    isolation: Isolation,
+    device: str,
+    on_output: Callable[[str], None] | None,
+    iters: int,
+    keep_checkpoint: Path | None,
+    checked: bool,
+) -> TrialResult:
     report = None if checked else check_candidate(files, task)
     if report is not None and not report.ok:
         return TrialResult(Status.INVALID, report.reason(), seed, fidelity, iters)

@@ -2,20 +2,23 @@
 
 The CLI, the benchmarks, the tests and users' scripts all build a search here; each part may
 be handed in instead (a test's fake executor, a script's own agents), and what is built here
-is closed by `Search.close()`.
+is closed by `Search.close()`. `writing` is how a process takes a run to write: one writer
+per run, and no folder left behind by a run that never started.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from dreamteam.agents import AgentTeam, Credentials, LLMSettings, build_team, parse_model_map
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig, Settings, settings_from_env
-from dreamteam.errors import ConfigError
+from dreamteam.errors import ConfigError, StoreError
 from dreamteam.execute.choose import make_executor
 from dreamteam.execute.devices import cpu_threads
 from dreamteam.execute.jobs import Executor
@@ -24,7 +27,10 @@ from dreamteam.harness.trial import TrialBudget
 from dreamteam.loop.search import Search
 from dreamteam.personas import PersonaLibrary, load_library
 from dreamteam.records import Event, ObjectiveName, RunSummary
-from dreamteam.store import RunStore
+from dreamteam.store import DB_NAME, RunStore
+from dreamteam.store.faults import os_fault
+from dreamteam.store.lock import RunLock
+from dreamteam.store.runs import holds_run
 from dreamteam.tasks import Task, load_task
 from dreamteam.tasks.data import resolve_task_data
 
@@ -70,17 +76,17 @@ def build_search(
     on_event: Callable[[Event], None] = lambda e: None,
     settings: Settings | None = None,
 ) -> Search:
-    """A search over `store` as `config` describes it; the run record is written to the store
-    (a resumed run keeps the one it has)."""
+    """A search over `store` as `config` describes it. The run record is written to the store
+    last, once every part is built (a resumed run keeps the one it has): a bad option leaves
+    no run behind."""
     task = task or checked_task(config)
     library = library or load_library([Path(p) for p in config.persona_dirs])
     agents = agents or build_agents(config, task)
+    layers: list[str] | None = None
     if executor is None:
         env = settings or settings_from_env(os.environ)
         isolation = probe_isolation()
-        store.create_run(
-            store.run_dir.name, task.name, dataclasses.asdict(config), list(isolation.layers())
-        )
+        layers = list(isolation.layers())
         executor = make_executor(
             config.executor,
             task,
@@ -92,7 +98,44 @@ def build_search(
             device=config.device,
             address=config.address,
         )
-    return Search(config, task, library, agents, store, executor, on_event)
+    search = Search(config, task, library, agents, store, executor, on_event)
+    if layers is not None:
+        store.create_run(store.run_dir.name, task.name, dataclasses.asdict(config), layers)
+    return search
+
+
+@contextmanager
+def writing(run_dir: Path, *, resume: bool) -> Iterator[RunStore]:
+    """The store of a run for this process to run, locked so no second process writes it
+    (store/lock.py). A new run must go to a folder holding none; a resumed one must have its
+    record. A folder this call created is removed again when no run record was written in it
+    (the run failed before it started: a bad --model, --fidelity or task)."""
+    run_dir = run_dir.absolute()
+    if resume and not (run_dir / DB_NAME).is_file():
+        raise StoreError(f"{run_dir} is not a dreamteam run (no {DB_NAME}): check the path")
+    if not resume and holds_run(run_dir):
+        raise StoreError(
+            f"{run_dir} already holds a run: resume it with `dreamteam run --resume {run_dir}`,"
+            " or choose another --run-dir"
+        )
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_fault(run_dir, exc) from exc
+    lock = RunLock(run_dir)
+    store: RunStore | None = None
+    try:
+        store = RunStore(run_dir)
+        if resume:
+            store.run_info()  # one that never started has no record: say so now
+        yield store
+    finally:
+        if store is not None:
+            store.close()
+        if created and not holds_run(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        lock.release()
 
 
 def run_search(
@@ -102,11 +145,16 @@ def run_search(
 ) -> RunSummary:
     """Run (or resume) a search in `run_dir` to its end and return its summary; the summary
     is stored with the run, for `dreamteam show` and the report."""
-    store = RunStore(run_dir)
-    search = build_search(config, store, on_event=on_event)
+    with writing(run_dir, resume=holds_run(run_dir)) as store:
+        search = build_search(config, store, on_event=on_event)
+        return conclude(search)
+
+
+def conclude(search: Search) -> RunSummary:
+    """Run the search to its end and store its summary (a run already done stays as stored)."""
     try:
         summary = search.run()
     finally:
         search.close()
-    store.finish_run("stopped" if summary.stopped else "done", summary)
+    search.store.finish_run("stopped" if summary.stopped else "done", summary)
     return summary

@@ -8,19 +8,19 @@
            when the improvement exceeds the 95 % interval of the noise (under the objective)
         ─► keep the elite (top confirmed); a new parent is rechecked on one more seed
            before its second generation, and an elite member that beats that takes over
-    end: the best is measured again on fresh seeds, beside the baseline, for the final figure
+    end: the best and the baseline measured again on fresh seeds at the final fidelity
 
 Budgets (minutes, agent tokens, USD) stop the run between generations; once tokens or cost
 run out no further agent call starts (budget.py).
 
-Everything is read from the store before it is computed, so a resumed run recomputes nothing
-that finished.
+Everything is read from the store before it is computed: a resumed run recomputes nothing
+that finished, and a finished generation's stored outcome (best, promoted, note, elite) is
+read back, never replayed; an unfinished one runs again from its stored proposals and trials.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 
@@ -28,20 +28,21 @@ from dreamteam.agents import AgentTeam
 from dreamteam.agents.budget import Limits, Meter, check_prices, metered, spent_reason
 from dreamteam.agents.factory import http_agents
 from dreamteam.config import RunConfig
-from dreamteam.errors import ConfigError
+from dreamteam.errors import ConfigError, StoreError
 from dreamteam.execute.jobs import Executor
 from dreamteam.loop.measure import Trials
+from dreamteam.loop.plan import BASELINE_ID, seed_plan
+from dreamteam.loop.summary import Figures, closing_summary, results_lines
 from dreamteam.personas import Persona, PersonaLibrary
 from dreamteam.propose.overlap import Arrivals, Turn, waits_on_network
 from dreamteam.propose.proposer import ProposalContext, Proposer, code_hash, repairable
 from dreamteam.propose.team import pick_team
-from dreamteam.propose.watch import agent_failures, call_event, check_agents, stop_if_unanswered
+from dreamteam.propose.watch import call_event, check_agents, stop_if_unanswered
 from dreamteam.records import (
     CandidateKind,
     CandidateRecord,
     Event,
     RunSummary,
-    SeedPlan,
     Spend,
     Status,
 )
@@ -49,17 +50,6 @@ from dreamteam.select.judge import Judge
 from dreamteam.select.rules import Comparison, compare, promote
 from dreamteam.store import RunStore
 from dreamteam.tasks import Task
-
-BASE_SEED = 1337
-BASELINE_ID = "g0-baseline"
-
-
-def seed_plan(config: RunConfig) -> SeedPlan:
-    """The seeds of a run: one to screen, `seeds` to confirm, `seeds` fresh ones at the end,
-    and one more to recheck a parent before it leads a second generation."""
-    confirm = tuple(BASE_SEED + 1 + i for i in range(config.seeds))
-    final = tuple(BASE_SEED + 1 + config.seeds + i for i in range(config.seeds))
-    return SeedPlan(BASE_SEED, confirm, final, BASE_SEED + 1 + 2 * config.seeds)
 
 
 class Search:
@@ -129,6 +119,12 @@ class Search:
     # -- generations ----------------------------------------------------------------------
     def _baseline(self) -> CandidateRecord:
         stored = self.store.candidate(BASELINE_ID)
+        done = self.store.generation(0)
+        if stored is not None and done is not None and done.finished is not None:
+            est = self.trials.estimate(BASELINE_ID, self.config.fidelity, self.confirm_seeds)
+            self.noise_sd = est.sd if est else 0.0
+            self._elite = self.store.elite(0)
+            return stored  # resumed: generation 0 stands as stored
         if stored is None:
             files = self.task.baseline_files()
             stored = CandidateRecord(
@@ -152,9 +148,9 @@ class Search:
                 f"{self.store.run_dir / 'gen_0' / 'baseline' / 'log.txt'}"
             )
         self.noise_sd = est.sd
-        self.store.finish_generation(
-            0, BASELINE_ID, [], f"noise sd {est.sd:.4f} at {self.config.fidelity}"
-        )
+        note = f"noise sd {est.sd:.4f} at {self.config.fidelity}"
+        self.store.finish_generation(0, BASELINE_ID, [], note, self._judge_elite())
+        self._elite = self.store.elite(0)
         return self.store.candidate(BASELINE_ID) or stored
 
     def _generation(self, number: int, parent: CandidateRecord, rescued: str) -> CandidateRecord:
@@ -169,8 +165,10 @@ class Search:
         finalists = [self.store.candidate(cid) for cid in promoted]
         self.trials.measure([f for f in finalists if f], self.config.fidelity, self.confirm_seeds)
         best, note = self._select(parent, promoted, rescued)
-        self.trials.write_results(number, self.screen_seed)
-        self.store.finish_generation(number, best.id, promoted, note)
+        lines = results_lines(self.store, number, self.config.screen_fidelity, self.screen_seed)
+        self.store.write_results(number, lines)
+        self.store.finish_generation(number, best.id, promoted, note, self._judge_elite())
+        self._elite = self.store.elite(number)
         self.on_event(Event("generation", best.id, best.persona, note))
         return best
 
@@ -256,12 +254,17 @@ class Search:
                     CandidateKind.REPAIR,
                     CandidateKind.CROSSOVER,
                 )
-                if new and c.status in ("", str(Status.OK)):
+                if new and (c.status in ("", str(Status.OK)) or self._screened(c)):
                     fresh.append(c)
                     yield c
 
         self.trials.measure(valid(), self.config.screen_fidelity, [self.screen_seed], settled)
         return fresh
+
+    def _screened(self, c: CandidateRecord) -> bool:
+        """Whether the candidate has a screening trial (on resume its status may already
+        say how a later trial ended; it was screened all the same)."""
+        return self.store.trial(c.id, self.config.screen_fidelity, self.screen_seed) is not None
 
     def _screen_as_answered(
         self, turns: Sequence[Turn], then: Callable[[], Sequence[CandidateRecord]] | None = None
@@ -320,9 +323,23 @@ class Search:
         self.on_event(Event("rescue", record.id, record.persona, note, None, number))
         return record, note
 
-    def _record_elite(self, generation: int) -> None:
-        self._elite = self.standing.elite() if self.config.elite else []
-        self.store.set_elite(generation, self._elite)
+    def _judge_elite(self) -> list[str]:
+        """The elite as it stands now (stored with the generation that ends)."""
+        return self.standing.elite() if self.config.elite else []
+
+    def _finished(self, number: int) -> CandidateRecord | None:
+        """A generation's best as stored when it finished; None if it has not finished."""
+        g = self.store.generation(number)
+        if g is None or g.finished is None:
+            return None
+        best = self.store.candidate(g.best)
+        if best is None:
+            raise StoreError(
+                f"generation {number} of {self.store.run_dir} names a best candidate "
+                f"{g.best!r} the store does not hold: the store is damaged"
+            )
+        self._elite = self.store.elite(number)
+        return best
 
     # -- the whole run --------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -331,20 +348,24 @@ class Search:
         A spent budget stops the run between generations; a token or cost budget spent during
         a generation's proposals skips the rest of them, and that generation still finishes.
         """
+        if (done := self.store.finished_summary()) is not None:
+            return done  # the run ran to its end: resuming it changes nothing
         for warning in check_agents(self._team, self.config.agent_timeout):  # before compute
             self.on_event(Event("agents", detail=warning))
         baseline = self._baseline()
-        self._record_elite(0)
         self._show_best(0, baseline)
         parent, stopped = baseline, ""
         for number in range(1, self.config.generations + 1):
+            if (stored := self._finished(number)) is not None:
+                parent = stored  # resumed: a finished generation stands as it was stored
+                self._show_best(number, parent)
+                continue
             if spent := spent_reason(self.spend(), self.limits):
                 stopped = f"{spent} before generation {number}"
                 break
             parent, rescued = self._proven(number, parent)
             self.on_event(Event("start", detail=f"of {self.config.generations}", generation=number))
             parent = self._generation(number, parent, rescued)
-            self._record_elite(number)
             self._show_best(number, parent)
         if self.proposer.skipped and not stopped:
             reason = spent_reason(self.spend(), self.limits, minutes=False)
@@ -372,26 +393,8 @@ class Search:
         # the confirmation noise holds only where it was measured
         noise = self.noise_sd if fidelity == self.config.fidelity else 0.0
         cmp = Comparison(0.0, 0.0, False) if same else compare(c, b, noise)
-        candidates = [c for c in self.store.candidates() if c.kind != CandidateKind.BASELINE]
-        statuses = dict(Counter(c.status or "pending" for c in candidates))
         self.on_event(Event("final", best.id, best.persona, "", c.mean))
-        spend = self.spend()
-        return RunSummary(
-            best.id,
-            best.persona,
-            c.mean,
-            b.mean,
-            cmp.delta,
-            cmp.ci95,
-            fidelity,
-            tuple(seeds),
-            sum(statuses.values()),
-            statuses,
-            stopped,
-            tuple(self._elite),
-            spend.tokens,
-            spend.cost,
-            cmp.better,
-            agent_failures(candidates),
-            self.task.iterations(fidelity),
+        figures = Figures(
+            best, c.mean, b.mean, cmp, fidelity, tuple(seeds), self.task.iterations(fidelity)
         )
+        return closing_summary(self.store, figures, stopped, self._elite, self.spend())

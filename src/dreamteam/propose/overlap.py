@@ -5,9 +5,10 @@
           ─► each valid proposal's trial handed to the executor as soon as it is recorded
 
 Two rules keep a run deterministic while calls overlap: proposals are recorded in the order
-they were asked, whatever order the answers come back in; and trial results are stored only
-once every proposal of the batch is recorded (loop/search.py `_measure`), so each proposal meets
-the store exactly as the sequential loop would have left it (the duplicate check reads it).
+they were asked, whatever order the answers come back in; and what a trial does to its
+candidate (status, reason) is applied only once every proposal of the batch is recorded, in
+that order (loop/measure.py), so each proposal meets the store as the sequential loop would
+have left it (the duplicate check reads it). The trial itself is stored as it finishes.
 
 Only agents that wait on a server get a thread. In-process agents (offline, replay) compute
 under the GIL, so a thread buys them nothing, and they parse code with `ast`, which CPython

@@ -20,6 +20,7 @@ from dreamteam.report.diffs import highlight_css, render_diff
 from dreamteam.report.tallies import pareto_front
 from dreamteam.report.views import CandidateView, Curve
 from dreamteam.store import RunStore
+from dreamteam.store.faults import os_fault
 
 
 # -- template filters ---------------------------------------------------------------------------
@@ -140,8 +141,11 @@ def render_report(store: RunStore) -> str:
 def write_report(store: RunStore, path: Path) -> Path:
     """Render the report for `store` into `path` (one self-contained HTML file)."""
     html = render_report(store)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)  # a reader never sees half a report
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(path)  # a reader never sees half a report
+    except OSError as exc:  # a read-only run, a full disk: one line, and `-o` elsewhere
+        raise os_fault(path.parent, exc) from exc
     return path

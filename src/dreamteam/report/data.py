@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from dreamteam.config import RunConfig, config_from_dict
 from dreamteam.errors import StoreError
-from dreamteam.loop.search import BASELINE_ID, seed_plan
+from dreamteam.loop.plan import BASELINE_ID, seed_plan
 from dreamteam.propose.allocation import (
     PersonaStats,
     RepairRescue,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dreamteam.config import RunConfig
-from dreamteam.loop.search import BASELINE_ID
+from dreamteam.loop.plan import BASELINE_ID
 from dreamteam.propose.allocation import Attempt, Outcome
 from dreamteam.records import Allocation, CandidateKind, GenerationRecord, Status
 from dreamteam.report.views import CandidateView

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dreamteam.config import RunConfig
-from dreamteam.loop.search import BASE_SEED
+from dreamteam.loop.plan import BASE_SEED
 from dreamteam.records import CandidateRecord, GenerationRecord, Status, TrialRecord
 from dreamteam.select.rules import Estimate, estimate
 from dreamteam.store import RunStore

@@ -1,14 +1,19 @@
 """The run store's tables, and how a row becomes a record.
 
 Columns added since the first runs were written are added to an older run's tables when it
-is opened, so every release reads every earlier run.
+is opened, so every release reads every earlier run. A row that cannot be read back (bad
+JSON, a status or kind no release wrote) is a StoreError naming its table, never a traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
 
+from dreamteam.errors import StoreError
 from dreamteam.records import (
     Allocation,
     CandidateKind,
@@ -20,8 +25,12 @@ from dreamteam.records import (
     SteeringVersion,
     TrialRecord,
 )
+from dreamteam.store.faults import brief
 
 DB_NAME = "dreamteam.sqlite"
+# kept in the database (PRAGMA user_version) from this version on: see db.py
+SCHEMA_VERSION = 1
+TABLES = ("runs", "candidates", "trials", "generations", "steering", "allocations", "elite")
 
 
 SCHEMA = """
@@ -69,6 +78,29 @@ ADDED_COLUMNS = (
 )
 
 
+R = TypeVar("R")
+
+
+def _reads(table: str) -> Callable[[Callable[[sqlite3.Row], R]], Callable[[sqlite3.Row], R]]:
+    """A row reader whose failure on a damaged row is a StoreError naming the table."""
+
+    def wrap(read: Callable[[sqlite3.Row], R]) -> Callable[[sqlite3.Row], R]:
+        @functools.wraps(read)
+        def reader(row: sqlite3.Row) -> R:
+            try:
+                return read(row)
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+                raise StoreError(
+                    f"a row of the run store's {table} table is damaged ({brief(exc)}): restore "
+                    "dreamteam.sqlite from a backup, or start a new run"
+                ) from exc
+
+        return reader
+
+    return wrap
+
+
+@_reads("candidates")
 def candidate_from_row(row: sqlite3.Row) -> CandidateRecord:
     data = dict(row)
     data.pop("created", None)
@@ -77,9 +109,12 @@ def candidate_from_row(row: sqlite3.Row) -> CandidateRecord:
     data["record_key"] = data.get("record_key") or ""
     data["twin"] = data.get("twin") or ""
     data["kind"] = CandidateKind(data["kind"])
+    if data["status"]:
+        Status(data["status"])  # "" while pending, else one a trial can end with
     return CandidateRecord(**data)
 
 
+@_reads("allocations")
 def allocation_from_row(row: sqlite3.Row) -> Allocation:
     return Allocation(
         generation=row["generation"],
@@ -102,6 +137,7 @@ def add_columns(db: sqlite3.Connection) -> None:
                     raise
 
 
+@_reads("trials")
 def trial_from_row(row: sqlite3.Row) -> TrialRecord:
     return TrialRecord(
         candidate=row["candidate"],
@@ -120,18 +156,23 @@ def trial_from_row(row: sqlite3.Row) -> TrialRecord:
     )
 
 
+@_reads("runs")
 def run_info_from_row(row: sqlite3.Row) -> RunInfo:
+    config = json.loads(row["config"])
+    if not isinstance(config, dict):
+        raise TypeError(f"the config is {type(config).__name__}, not a table")
     return RunInfo(
         id=row["id"],
         created=row["created"],
         task=row["task"],
-        config=json.loads(row["config"]),
+        config=config,
         isolation=tuple(json.loads(row["isolation"] or "[]")),
         status=row["status"] or "",
         finished=row["finished"],
     )
 
 
+@_reads("generations")
 def generation_from_row(row: sqlite3.Row) -> GenerationRecord:
     return GenerationRecord(
         number=row["number"],
@@ -144,6 +185,7 @@ def generation_from_row(row: sqlite3.Row) -> GenerationRecord:
     )
 
 
+@_reads("steering")
 def steering_from_row(row: sqlite3.Row) -> SteeringVersion:
     return SteeringVersion(
         version=row["version"],
@@ -151,3 +193,11 @@ def steering_from_row(row: sqlite3.Row) -> SteeringVersion:
         text=row["text"],
         created=row["created"],
     )
+
+
+@_reads("elite")
+def members_from_row(row: sqlite3.Row) -> list[str]:
+    members = json.loads(row["members"])
+    if not isinstance(members, list):
+        raise TypeError(f"members is {type(members).__name__}, not a list")
+    return [str(m) for m in members]
