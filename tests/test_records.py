@@ -33,8 +33,6 @@ FREE = {
     "beta2": 0.95,
     "dropout": 0.0,
     "grad_clip": 1.0,
-    "holdout_fraction": 0.1,
-    "eval_batches": 8,
 }
 
 
