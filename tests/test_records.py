@@ -35,8 +35,6 @@ FREE = {
     "beta2": 0.95,
     "dropout": 0.0,
     "grad_clip": 1.0,
-    "holdout_fraction": 0.1,
-    "eval_batches": 8,
 }
 
 
@@ -90,8 +88,8 @@ def test_the_same_edit_from_the_same_code_has_the_same_key(name: str, a: float, 
 def test_spelling_layout_docstrings_prints_and_local_names_are_not_changes() -> None:
     respelled = TRAIN.replace("learning_rate = 3e-4", "learning_rate = 6e-4 / 2")
     renamed = respelled.replace("best_vloss", "lowest").replace(
-        '    """Train for ``iters`` optimizer steps',
-        '    """Train, differently worded: ``iters`` steps',
+        '    """Train ``iters`` steps on all of train.bin',
+        '    """Train, differently worded: ``iters`` steps of train.bin',
     )
     chatty = renamed.replace("    elapsed_min = (", '    print("done")\n    elapsed_min = (')
     record = extract_record(BASE, {**BASE, "train.py": chatty})

@@ -106,13 +106,12 @@ def _load(files: dict[str, str], where: Path) -> tuple[ModuleType, ModuleType]:
     return model, train
 
 
-def _train(files: dict[str, str], tmp: Path, iters: int, eval_batches: int = 1):
+def _train(files: dict[str, str], tmp: Path, iters: int):
     """Train a candidate in-process; return (model module, returned tuple, checkpoint)."""
     model_mod, train_mod = _load(files, tmp / "code")
     data = tmp / "data"
     data.mkdir()
     (data / "train.bin").symlink_to(DATA)
-    train_mod.eval_batches = eval_batches  # the advisory loss; the test computes its own
     with contextlib.redirect_stdout(io.StringIO()):
         returned = train_mod.train(
             data_dir=str(data), out_dir=str(tmp), iters=iters, seed=1, device="cpu"
@@ -122,7 +121,7 @@ def _train(files: dict[str, str], tmp: Path, iters: int, eval_batches: int = 1):
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor]:
-    """8 windows of 64 (input, next-token) pairs from the tail of train.bin (the holdout)."""
+    """8 windows of 64 (input, next-token) pairs from the tail of train.bin."""
     tokens = np.memmap(DATA, dtype=np.uint16, mode="r")
     tail = tokens[len(tokens) - 8 * 65 :].astype(np.int64)
     rows = torch.from_numpy(tail).view(8, 65)
@@ -272,7 +271,7 @@ def test_random_stacks_of_techniques_stay_valid(order, count, seed, baseline, ta
 def test_random_stacks_train(seed, baseline, tmp_path):
     files, done = choose_and_apply(baseline, (), random.Random(seed), 5)
     assert len(done) == 5
-    _, (best_vloss, _), _ = _train(files, tmp_path, iters=4, eval_batches=1)
+    _, (best_vloss, _), _ = _train(files, tmp_path, iters=4)
     assert math.isfinite(best_vloss), [t.name for t, _ in done]
 
 
@@ -280,7 +279,7 @@ def test_random_stacks_train(seed, baseline, tmp_path):
 def test_every_technique_at_once_trains(baseline, task, tmp_path):
     files = _apply_all(dict(baseline), [t.name for t in CATALOGUE], seed=3)
     assert check_candidate(files, task).ok
-    _, (best_vloss, _), ckpt = _train(files, tmp_path, iters=8, eval_batches=1)
+    _, (best_vloss, _), ckpt = _train(files, tmp_path, iters=8)
     assert math.isfinite(best_vloss) and "label_smoothing" in ckpt["model_args"]
 
 

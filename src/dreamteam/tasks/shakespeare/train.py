@@ -2,16 +2,18 @@
 
 The harness runs this file in a sandbox as ``train(data_dir, out_dir, iters, seed, device)``.
 ``data_dir`` holds ``train.bin`` (the training split, uint16 tokens); the validation split is
-never here. ``train`` must write ``out_dir/ckpt.pt`` = {"model_args": dict, "state_dict": ...}
-so the harness can rebuild ``GPT(GPTConfig(**model_args))`` and score it itself, and return
-``(best_vloss, elapsed_min)``: an advisory loss on a held-out slice of the training split.
+never here. ``train`` trains on all of ``train.bin`` and writes its final weights to
+``out_dir/ckpt.pt`` = {"model_args": dict, "state_dict": ...}, so the harness can rebuild
+``GPT(GPTConfig(**model_args))`` and score it itself on the whole validation split.
+It returns ``(best_vloss, elapsed_min)``, where ``best_vloss`` is only advisory: the mean
+training loss over the last ``eval_interval`` steps (no data is held out for it).
 
 Run by hand:  python train.py  (from a folder holding train.bin and model.py)
 """
 
-import math
 import os
 import time
+from collections import deque
 
 import numpy as np
 import torch
@@ -35,8 +37,6 @@ beta2 = 0.95
 dropout = 0.0
 grad_clip = 1.0  # 0 disables clipping
 vocab_size = 50257  # GPT-2 BPE
-holdout_fraction = 0.1  # tail of train.bin kept out of training for the advisory vloss
-eval_batches = 8  # batches of the holdout per advisory evaluation
 # -----------------------------------------------------------------------------
 
 
@@ -48,23 +48,14 @@ def get_batch(data: np.ndarray, gen: torch.Generator, device: str):
     return xy[:, :-1].to(device), xy[:, 1:].to(device)
 
 
-@torch.no_grad()
-def estimate_loss(model: GPT, holdout: np.ndarray, device: str) -> float:
-    """Mean loss over a fixed set of holdout batches (same batches every time)."""
-    model.eval()
-    gen = torch.Generator().manual_seed(0)
-    losses = [model(*get_batch(holdout, gen, device))[1].item() for _ in range(eval_batches)]
-    model.train()
-    return float(np.mean(losses))
-
-
 def train(data_dir=".", out_dir=".", iters=max_iters, seed=1337, device="cpu"):
-    """Train for ``iters`` optimizer steps; write the best checkpoint; return (best_vloss, minutes)."""
+    """Train ``iters`` steps on all of train.bin, save the final weights, return (loss, minutes).
+
+    The returned loss is advisory: the mean training loss over the last ``eval_interval`` steps.
+    """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    tokens = np.memmap(os.path.join(data_dir, "train.bin"), dtype=np.uint16, mode="r")
-    split = int(len(tokens) * (1 - holdout_fraction))
-    train_data, holdout = tokens[:split], tokens[split:]
+    train_data = np.memmap(os.path.join(data_dir, "train.bin"), dtype=np.uint16, mode="r")
 
     model_args = dict(
         block_size=block_size,
@@ -88,7 +79,7 @@ def train(data_dir=".", out_dir=".", iters=max_iters, seed=1337, device="cpu"):
         fused=torch.device(device).type in ("cpu", "cuda"),
     )
 
-    best_vloss = math.inf
+    recent = deque(maxlen=eval_interval)  # the training losses of the last eval_interval steps
     start = time.time()
     for it in range(iters):
         x, y = get_batch(train_data, gen, device)
@@ -98,14 +89,15 @@ def train(data_dir=".", out_dir=".", iters=max_iters, seed=1337, device="cpu"):
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
+        recent.append(loss.detach())
         if it % eval_interval == 0 or it == iters - 1:
-            vloss = estimate_loss(model, holdout, device)
-            print(f"iter {it}: loss {loss.item():.4f} vloss {vloss:.4f}", flush=True)
-            if vloss < best_vloss:
-                best_vloss = vloss
-                ckpt = {"model_args": model_args, "state_dict": model.state_dict()}
-                torch.save(ckpt, os.path.join(out_dir, "ckpt.pt"))
+            print(f"iter {it}: loss {torch.stack(list(recent)).mean().item():.4f}", flush=True)
     elapsed_min = (time.time() - start) / 60
+    # the final weights are the ones the harness scores
+    ckpt = {"model_args": model_args, "state_dict": model.state_dict()}
+    torch.save(ckpt, os.path.join(out_dir, "ckpt.pt"))
+    # advisory only (the contract's name): the mean training loss of the last eval_interval steps
+    best_vloss = torch.stack(list(recent)).mean().item()
     return best_vloss, elapsed_min
 
 
