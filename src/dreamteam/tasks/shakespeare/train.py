@@ -79,7 +79,7 @@ def train(data_dir=".", out_dir=".", iters=max_iters, seed=1337, device="cpu"):
         fused=torch.device(device).type in ("cpu", "cuda"),
     )
 
-    recent = deque(maxlen=eval_interval)  # the training losses of the last eval_interval steps
+    recent: deque[torch.Tensor] = deque(maxlen=eval_interval)  # the last eval_interval losses
     start = time.time()
     for it in range(iters):
         x, y = get_batch(train_data, gen, device)
