@@ -20,7 +20,15 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from dreamteam.agents.source_edit import Skip, binds, code_of, fmt, parsed, set_constants
+from dreamteam.agents.source_edit import (
+    Skip,
+    binds,
+    code_of,
+    constant,
+    fmt,
+    parsed,
+    set_constants,
+)
 
 OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "NAdam", "RAdam", "Adamax")
 
@@ -142,18 +150,7 @@ def optimizer_calls(files: Mapping[str, str]) -> list[tuple[str, cst.Call, str]]
 
 
 def _module_number(src: str, name: str) -> float | None:
-    for stmt in parsed(src).body:
-        if (
-            isinstance(stmt, ast.Assign)
-            and len(stmt.targets) == 1
-            and isinstance(stmt.targets[0], ast.Name)
-            and stmt.targets[0].id == name
-        ):
-            try:
-                return real(ast.literal_eval(stmt.value))
-            except (ValueError, TypeError, SyntaxError, RecursionError):
-                return None
-    return None
+    return real(constant(src, name))
 
 
 @dataclass(frozen=True)
