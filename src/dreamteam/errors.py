@@ -9,7 +9,8 @@
      │    ├── AgentSetupError   a model cannot be used at all (key, model name, URL)
      │    └── AgentOutageError  every agent call of a generation failed
      ├── SandboxError   the sandbox itself could not start a candidate
-     └── StoreError     the run store cannot be read or written
+     ├── StoreError     the run store cannot be read or written
+     └── OverwriteError a command would overwrite files the user did not ask it to
 
 A candidate that fails is not an error: it is a Status (see records.py). Each message is one
 line the user can act on.
@@ -79,3 +80,7 @@ class SandboxError(DreamteamError):
 
 class StoreError(DreamteamError):
     """The run store cannot be read or written."""
+
+
+class OverwriteError(DreamteamError):
+    """A command would overwrite existing files without `--force`."""

@@ -1,9 +1,8 @@
-"""`dreamteam run` and the commands that read runs: runs list, show, diff, export, steer."""
+"""`dreamteam run` and the commands that read runs: runs list, show, report (candidates.py
+holds the commands that take a candidate)."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
 from collections import Counter
@@ -18,18 +17,12 @@ from dreamteam.cli import run_options as opt
 from dreamteam.cli.context import console, settings
 from dreamteam.cli.progress import Progress, choose_mode
 from dreamteam.config import RunConfig, config_from_dict, load_run_config
-from dreamteam.errors import StoreError, TaskError
-from dreamteam.execute.devices import cpu_threads
-from dreamteam.harness.sampling import SamplingSettings, sample_tokens
-from dreamteam.harness.sandbox.launcher import probe_isolation
+from dreamteam.errors import StoreError
 from dreamteam.loop.build import build_search
 from dreamteam.propose.allocation import repair_rescue
-from dreamteam.propose.edits import diff_files
 from dreamteam.records import CandidateRecord, ChangeKind, RunSummary
 from dreamteam.report import write_report
 from dreamteam.store import RunStore, list_runs
-from dreamteam.tasks import load_task
-from dreamteam.tasks.data import load_tokenizer
 
 runs_app = typer.Typer(help="Runs on this machine.", no_args_is_help=True)
 
@@ -241,68 +234,6 @@ def _show_allocation(store: RunStore) -> None:
         )
 
 
-def _open_candidate(run: str | None, candidate: str) -> tuple[RunStore, CandidateRecord]:
-    store = RunStore.open_existing(resolve_run(run))
-    c = store.candidate(candidate)
-    if c is None:
-        raise StoreError(
-            f"no candidate {candidate!r} in {store.run_dir.name}: see `dreamteam show`"
-        )
-    return store, c
-
-
-def diff(
-    candidate: str = typer.Argument(..., help="A candidate id, e.g. g1-archimedes."),
-    other: str = typer.Argument(None, help="Another candidate (default: its parent)."),
-    run: str = typer.Option(None, "--run", help="The run (default: the newest)."),
-) -> None:
-    """The diff of a candidate against its parent, or against another candidate."""
-    store, c = _open_candidate(run, candidate)
-    base_id = other or c.parent
-    base = store.candidate(base_id) if base_id else None
-    if base is None:
-        raise StoreError(f"no candidate {base_id!r} to compare with")
-    print(diff_files(base.files, c.files) or "(no difference)")
-
-
-def export(
-    run: str = typer.Argument(..., help="A run id or directory."),
-    candidate: str = typer.Argument(..., help="A candidate id."),
-    directory: Path = typer.Argument(..., help="Where to write the files."),
-) -> None:
-    """Write a candidate's files, ready to use."""
-    store, c = _open_candidate(run, candidate)
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, source in c.files.items():
-        (directory / name).write_text(source, encoding="utf-8")
-    (directory / "provenance.json").write_text(
-        json.dumps(
-            {
-                "run": str(store.run_dir),
-                "candidate": c.id,
-                "persona": c.persona,
-                "parent": c.parent,
-                "status": c.status,
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
-    console.print(f"wrote {', '.join(c.files)} to {directory}")
-
-
-def steer(
-    run: str = typer.Argument(..., help="A run id or directory."),
-    text: str = typer.Argument(..., help="Guidance for the next generations' prompts."),
-) -> None:
-    """Write the run's steering.md (read at the start of every generation)."""
-    path = resolve_run(run) / "steering.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text.strip() + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a generation never reads half a file
-    console.print(f"steering saved to {path}; it takes effect at the next generation")
-
-
 def report(
     run: str = typer.Argument(None, help="A run id or directory (default: the newest)."),
     output: Path = typer.Option(None, "-o", "--output", help="Where to write the HTML."),
@@ -316,39 +247,3 @@ def report(
         import webbrowser
 
         webbrowser.open(path.resolve().as_uri())
-
-
-def sample(
-    candidate: str = typer.Argument(..., help="A candidate id, e.g. g1-archimedes."),
-    run: str = typer.Option(None, "--run", help="The run (default: the newest)."),
-    prompt: str = typer.Option("\n", "--prompt", help="Text to continue."),
-    tokens: int = typer.Option(200, "--tokens", min=1, help="Tokens to generate."),
-    temperature: float = typer.Option(0.8, "--temperature", min=0.0),
-    top_k: int = typer.Option(200, "--top-k", min=0, help="0 turns top-k off."),
-    top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
-    seed: int = typer.Option(1337, "--seed"),
-) -> None:
-    """Generate text from a trained candidate (its kept weights, its own model code)."""
-    store, c = _open_candidate(run, candidate)
-    ckpt = store.candidate_dir(c) / "ckpt.pt"
-    if not ckpt.is_file():
-        raise StoreError(
-            f"{c.id} kept no trained weights (only confirmed candidates do): "
-            f"`dreamteam export {store.run_dir.name} {c.id} DIR` then `dreamteam train` it"
-        )
-    s = settings()
-    info = store.run_info()
-    t = load_task(str(info.config.get("task") or info.task))
-    if not t.is_lm:
-        raise TaskError(f"task {t.name!r} is not a language model: there is no text to sample")
-    encoding = load_tokenizer(home=s.home, mirror=s.mirror)
-    ids = sample_tokens(
-        t,
-        c.files,
-        ckpt,
-        encoding.encode_ordinary(prompt),
-        SamplingSettings(tokens, temperature, top_k, top_p, seed),
-        probe_isolation(),
-        threads=cpu_threads(1),
-    )
-    print(encoding.decode(ids))
