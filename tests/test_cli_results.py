@@ -170,3 +170,15 @@ def _where(output: str, cid: str) -> list[int]:
     hits = [i for i, line in enumerate(output.splitlines()) if cid in line]
     assert hits, f"{cid} is not whole in:\n{output}"
     return hits
+
+
+def test_personas_list_at_80_columns_shows_every_slug_whole() -> None:
+    from dreamteam.personas import load_library
+
+    result = runner.invoke(app, ["personas", "list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    first_words = {line.split()[0] for line in lines if line.strip()}
+    slugs = {p.slug for p in load_library(()).select()}
+    assert slugs <= first_words, sorted(slugs - first_words)

@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from dreamteam.agents.budget import Limits
+from dreamteam.cli import leaderboard
 from dreamteam.cli import run_options as opt
 from dreamteam.cli.context import console, settings
 from dreamteam.cli.progress import Progress, choose_mode
@@ -164,49 +165,15 @@ def show(
     """The leaderboard of a run."""
     store = RunStore.open_existing(resolve_run(run))
     info = store.run_info()
-    cfg = info.config
-    table = Table(
-        "candidate",
-        "persona",
-        "status",
-        f"loss@{cfg['screen_fidelity']}",
-        f"mean@{cfg['fidelity']}",
-        "change",
-        "reason / summary",
-        title=f"run {store.run_dir.name}",
-    )
-    rows = []
-    for c in store.candidates():
-        trials = store.trials(c.id)
-        screen = [t.val_loss for t in trials if t.fidelity == cfg["screen_fidelity"] and t.val_loss]
-        confirm = [t.val_loss for t in trials if t.fidelity == cfg["fidelity"] and t.val_loss]
-        key = min(screen) if screen else float("inf")
-        rows.append((key, c, screen, confirm))
-    for _, c, screen, confirm in sorted(rows, key=lambda r: r[0]):
-        table.add_row(
-            c.id,
-            c.persona,
-            c.status or "pending",
-            f"{screen[0]:.4f}" if screen else "-",
-            f"{sum(confirm) / len(confirm):.4f} (n={len(confirm)})" if confirm else "-",
-            str(c.record.kind) if c.record and c.record.kind else "-",
-            _cut(c.reason or c.summary),
-        )
-    console.print(table)
-    for _, c, _, _ in sorted(rows, key=lambda r: r[0]):
-        if len(c.reason) > _CELL:  # whole, wrapped: the fix is at its end
-            console.print(f"{c.id}: {c.reason}", markup=False)
+    rows = leaderboard.ranked(store, info.config)
+    wide = console.width >= leaderboard.WIDE
+    console.print(leaderboard.table(rows, info.config, f"run {store.run_dir.name}", wide))
+    for line in leaderboard.notes(rows, wide):
+        console.print(line, markup=False)
     _show_change_kinds(store.candidates())
     for g in store.generations():
         console.print(f"gen {g.number}: {g.note}")
     _show_allocation(store)
-
-
-_CELL = 70  # characters of a reason or summary in show's table
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
 
 
 def _show_change_kinds(candidates: Sequence[CandidateRecord]) -> None:
