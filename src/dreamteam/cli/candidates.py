@@ -66,7 +66,7 @@ def diff(
         base = find_candidate(store, c.parent)
     else:
         raise StoreError(f"{c.id} has no parent: name another candidate to compare it with")
-    print(diff_files(base.files, c.files, labels=(base.id, c.id)) or "(no difference)")
+    print(diff_files(base.files, c.files, labels=f"{base.id} {c.id}") or "(no difference)")
 
 
 def export(

@@ -18,7 +18,7 @@ from dreamteam.cli import run_options as opt
 from dreamteam.cli.context import console, settings
 from dreamteam.cli.progress import Progress, choose_mode
 from dreamteam.config import RunConfig, config_from_dict, load_run_config
-from dreamteam.errors import StoreError
+from dreamteam.errors import ConfigError, StoreError
 from dreamteam.loop.build import build_search
 from dreamteam.propose.allocation import repair_rescue
 from dreamteam.records import CandidateRecord, ChangeKind, RunSummary
@@ -107,6 +107,8 @@ def _open_run(
         console.print(f"resuming {resume}")
         return store, config_from_dict(store.run_info().config)
     cfg = load_run_config(config, options)
+    if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file: give a directory (new or empty)")
     return RunStore(run_dir or settings().runs_dir / _new_run_id()), cfg
 
 
