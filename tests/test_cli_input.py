@@ -82,3 +82,23 @@ def test_well_typed_values_pass_unchanged(tmp_path: Path) -> None:
     )
     cfg = load_run_config(config, {"seeds": 3})
     assert (cfg.agent_timeout, cfg.modes, cfg.generations, cfg.seeds) == (90, ("savant",), 3, 3)
+
+
+def test_run_help_shows_the_defaults_and_describes_every_option() -> None:
+    import typer.main
+    from typer.testing import CliRunner
+
+    from dreamteam.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "Generations after the baseline. [default: 2]" in text
+    assert "[default: savant,collaborator,specialist]" in text
+    command = typer.main.get_command(app)
+    run = command.commands["run"]  # type: ignore[attr-defined]
+    undescribed = [p.name for p in run.params if not getattr(p, "help", "")]
+    assert undescribed == []
+    for args in (["run"], ["eval"], ["task", "init"]):
+        shown = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
+        assert "Examples:" in shown.output and "dreamteam " in shown.output, args

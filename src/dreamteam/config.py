@@ -18,6 +18,7 @@ import pydantic
 
 from dreamteam.errors import ConfigError
 from dreamteam.records import AllocationPolicy, Mode, ObjectiveName
+from dreamteam.tasks import load_task
 
 DEFAULT_HOME = Path(platformdirs.user_data_dir("dreamteam", appauthor=False))
 
@@ -128,9 +129,25 @@ def load_run_config(path: Path | None, overrides: Mapping[str, object]) -> RunCo
     if isinstance(task, str) and Path(task).expanduser().is_dir():
         # a task directory is stored absolute, so that --resume finds it from anywhere
         values["task"] = str(Path(task).expanduser().resolve())
+    _follow_task(values)
     config = RunConfig(**_typed(values, path))
     _validate(config)
     return config
+
+
+# a default level the task lacks becomes its level at this rank by steps (0: the smallest)
+_LEVEL_RANKS = {"screen_fidelity": 0, "fidelity": 1}
+
+
+def _follow_task(values: dict[str, object]) -> None:
+    """Fill the fidelity levels nobody chose with levels the task has (its own
+    [fidelity] table may lack `low` and `medium`)."""
+    unset = [key for key in _LEVEL_RANKS if key not in values]
+    task = values.get("task", RunConfig.task)
+    if unset and isinstance(task, str):  # a task of the wrong type: the type check names it
+        levels = load_task(task)
+        for key in unset:
+            values[key] = levels.level(getattr(RunConfig, key), _LEVEL_RANKS[key])
 
 
 def _schema() -> type[pydantic.BaseModel]:

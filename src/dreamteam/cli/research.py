@@ -67,7 +67,18 @@ def run(
     plain: opt.PlainOpt = False,
     quiet: opt.QuietOpt = False,
 ) -> None:
-    """Run the research loop: propose, screen, confirm, select, for N generations."""
+    """Run the research loop: propose, screen, confirm, select, for N generations.
+
+    Examples:
+
+      dreamteam run                      (offline agent, built-in task: a few minutes on a CPU)
+
+      dreamteam run --personas archimedes,ada-lovelace --generations 3
+
+      dreamteam run --model openai:gpt-4o-mini --config run.toml --budget-cost 2
+
+      dreamteam run --task my-task/      (a task of your own: see `dreamteam task init`)
+    """
     options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}
     store, cfg = _open_run(resume, config, run_dir, options)
     progress = Progress(
