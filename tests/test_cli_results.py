@@ -4,6 +4,7 @@ show at 80 columns, candidate id prefixes. A real SQLite store with made-up cand
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,14 @@ from typer.testing import CliRunner
 from dreamteam.cli import app
 from dreamteam.cli.candidates import steering_text
 from dreamteam.config import RunConfig
-from dreamteam.records import CandidateKind, CandidateRecord, Status, TrialResult
+from dreamteam.records import (
+    CandidateKind,
+    CandidateRecord,
+    ChangeRecord,
+    Edit,
+    Status,
+    TrialResult,
+)
 from dreamteam.store import RunStore
 
 runner = CliRunner()
@@ -37,9 +45,9 @@ def run_dir(dt_env: Path) -> Path:
         persona = cid.split("-", 1)[1]
         files = BASE if i == 0 else {**BASE, "train.py": f"lr = {i}e-4\n"}
         parent = None if i == 0 else IDS[0]
-        store.add_candidate(
-            CandidateRecord(cid, min(i, 1), persona, "savant", parent, kind, str(i), files)
-        )
+        change = ChangeRecord(edits=(Edit("model.py", "GPT", "~", "x"),)) if i == 1 else None
+        record = CandidateRecord(cid, min(i, 1), persona, "savant", parent, kind, str(i), files)
+        store.add_candidate(replace(record, record=change))
         store.set_outcome(cid, "ok", "")
     # screening (smoke) ranks archimedes first; the confirmed figures (low) say otherwise
     screen = {IDS[0]: 5.0, IDS[1]: 4.9, IDS[2]: 4.0, IDS[3]: 4.5}
@@ -163,6 +171,10 @@ def test_show_at_80_columns_keeps_ids_whole_and_ranks_confirmed_first(run_dir: P
     # archimedes has only a screening figure, so it comes after every confirmed one
     assert order[1] < order[0] and order[3] < order[0] and order[0] < order[2]
     assert "(n=1)" in result.output
+    aristotle = result.output.splitlines()[order[1]]
+    assert "struct" in aristotle.split()  # the change's kind, abbreviated at 80 columns
+    wide = runner.invoke(app, ["show", "r1"], env={"COLUMNS": "160"})
+    assert "structural" in wide.output and "aristotle" in wide.output.split()
 
 
 def _where(output: str, cid: str) -> list[int]:

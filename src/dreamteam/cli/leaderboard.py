@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from rich import box
 from rich.table import Table
 
-from dreamteam.records import CandidateRecord
+from dreamteam.records import CandidateRecord, ChangeKind
 from dreamteam.store import RunStore
 
 CELL = 70  # characters of a reason or summary in the table; longer ones follow it whole
@@ -59,7 +59,7 @@ def table(rows: Sequence[Row], config: Mapping[str, object], title: str, wide: b
     t.add_column("status", no_wrap=True)
     t.add_column(f"mean@{config['fidelity']}", no_wrap=True)
     t.add_column(f"loss@{config['screen_fidelity']}", no_wrap=True)
-    t.add_column("change", overflow="fold")
+    t.add_column("change" if wide else "kind", overflow="fold")
     if wide:
         t.add_column("reason / summary", overflow="fold", ratio=1)
     for r in rows:
@@ -69,7 +69,7 @@ def table(rows: Sequence[Row], config: Mapping[str, object], title: str, wide: b
             c.status or "pending",
             _mean(r.confirm),
             f"{r.screen[0]:.4f}" if r.screen else "-",
-            str(c.record.kind) if c.record and c.record.kind else "-",
+            _kind(c, wide),
         ]
         if wide:
             cells.insert(1, c.persona)
@@ -91,6 +91,16 @@ def notes(rows: Sequence[Row], wide: bool) -> list[str]:
         for r in rows
         if r.candidate.reason or r.candidate.summary
     ]
+
+
+_SHORT = {ChangeKind.STRUCTURAL: "struct", ChangeKind.HYPERPARAMETER: "hyper"}
+
+
+def _kind(c: CandidateRecord, wide: bool) -> str:
+    """What the change moved; abbreviated on a narrow terminal."""
+    if not (c.record and c.record.kind):
+        return "-"
+    return str(c.record.kind) if wide else _SHORT.get(c.record.kind, str(c.record.kind))
 
 
 def _mean(values: Sequence[float]) -> str:
