@@ -11,6 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dreamteam.cli import app
+from dreamteam.errors import DreamteamError
+from dreamteam.tasks import load_task
 
 runner = CliRunner()
 
@@ -117,3 +119,28 @@ def test_run_on_a_task_directory_ends_with_the_contract_lines(
     lines = done.stdout.strip().splitlines()
     assert lines[-2].startswith("best: ") and "baseline=" in lines[-2]
     assert (run_dir / "gen_1" / "results.txt").is_file()
+
+
+def test_a_task_with_only_smoke_and_full_gets_defaults_it_has(scaffold: Path) -> None:
+    """`task check` prints a command; the config that command resolves to uses the task's
+    own levels (screen at its smallest, confirm at its second smallest)."""
+    import shlex
+
+    from dreamteam.config import load_run_config
+
+    toml = scaffold / "task.toml"
+    lines = toml.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if not line.startswith(("low =", "medium ="))]
+    toml.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["task", "check", str(scaffold)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    printed = result.output.strip().splitlines()[-1].split("is ready: ", 1)[1]
+    argv = shlex.split(printed)
+    assert argv[:2] == ["dreamteam", "run"]
+    options = dict(zip(argv[2::2], argv[3::2], strict=True))
+    config = load_run_config(None, {"task": options["--task"]})
+    assert (config.screen_fidelity, config.fidelity) == ("smoke", "full")
+    task = load_task(str(scaffold))
+    with pytest.raises(DreamteamError, match="no fidelity 'low'"):
+        task.iterations("low")  # the old default would have failed
+    assert task.level("low", 1) == "full"  # what `eval` takes when no --fidelity is given

@@ -5,14 +5,20 @@ Only the CLI reads the environment; it builds these dataclasses and passes them 
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import platformdirs
+import pydantic
 
 from dreamteam.errors import ConfigError
-from dreamteam.records import AllocationPolicy, ObjectiveName
+from dreamteam.records import AllocationPolicy, Mode, ObjectiveName
+from dreamteam.tasks import load_task
 
 DEFAULT_HOME = Path(platformdirs.user_data_dir("dreamteam", appauthor=False))
 
@@ -82,11 +88,17 @@ class RunConfig:
 
 
 _TUPLES = {"personas", "modes", "persona_dirs"}
+# how a field's type reads in an error message
+_TYPE_NAMES = {
+    "<class 'int'>": "a whole number",
+    "<class 'float'>": "a number",
+    "<class 'str'>": "a string (in quotes)",
+    "tuple[str, ...]": "a list of strings",
+}
 
 
 def load_run_config(path: Path | None, overrides: Mapping[str, object]) -> RunConfig:
     """A RunConfig from a TOML file (optional) with command-line overrides on top."""
-    import dataclasses
     import tomllib
 
     values: dict[str, object] = {}
@@ -118,12 +130,64 @@ def load_run_config(path: Path | None, overrides: Mapping[str, object]) -> RunCo
     if isinstance(task, str) and Path(task).expanduser().is_dir():
         # a task directory is stored absolute, so that --resume finds it from anywhere
         values["task"] = str(Path(task).expanduser().resolve())
-    try:
-        config = RunConfig(**values)  # type: ignore[arg-type]
-    except TypeError as exc:
-        raise ConfigError(f"bad setting in {path or 'options'}: {exc}") from exc
+    _follow_task(values)
+    config = RunConfig(**_typed(values, path))
     _validate(config)
     return config
+
+
+# a default level the task lacks becomes its level at this rank by steps (0: the smallest)
+_LEVEL_RANKS = {"screen_fidelity": 0, "fidelity": 1}
+
+
+def _follow_task(values: dict[str, object]) -> None:
+    """Fill the fidelity levels nobody chose with levels the task has (its own
+    [fidelity] table may lack `low` and `medium`)."""
+    unset = [key for key in _LEVEL_RANKS if key not in values]
+    task = values.get("task", RunConfig.task)
+    if unset and isinstance(task, str):  # a task of the wrong type: the type check names it
+        levels = load_task(task)
+        for key in unset:
+            values[key] = levels.level(getattr(RunConfig, key), _LEVEL_RANKS[key])
+
+
+def _schema() -> type[pydantic.BaseModel]:
+    """RunConfig's fields as one strict pydantic schema (every field optional: the values
+    given are checked, the rest keep RunConfig's defaults)."""
+    hints = typing.get_type_hints(RunConfig)
+    fields: dict[str, Any] = {
+        f.name: (hints[f.name] | None, None) for f in dataclasses.fields(RunConfig)
+    }
+    return pydantic.create_model(
+        "RunSettings", __config__=pydantic.ConfigDict(strict=True, extra="forbid"), **fields
+    )
+
+
+def _toml(value: object) -> str:
+    """A default value as it is written in TOML."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+def _typed(values: Mapping[str, object], path: Path | None) -> dict[str, Any]:
+    """`values` checked against RunConfig's field types: a wrong type is a one-line error
+    naming the key, the expected type and the value given."""
+    try:
+        checked = _schema().model_validate(dict(values))
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0])
+        hint = str(typing.get_type_hints(RunConfig)[key]).replace("typing.", "")
+        given = json.dumps(error["input"], default=str)
+        if path is None:
+            where, example = f"--{key.replace('_', '-')}", ""
+        else:
+            default = RunConfig.__dataclass_fields__[key].default
+            where = f"{key} in {path}"
+            example = "" if default is dataclasses.MISSING else f", e.g. {key} = {_toml(default)}"
+        raise ConfigError(
+            f"{where} must be {_TYPE_NAMES.get(hint, hint)}, not {given}: fix the value{example}"
+        ) from exc
+    return {k: getattr(checked, k) for k in values}
 
 
 _CHOICES = {
@@ -136,6 +200,11 @@ _CHOICES = {
 
 
 def _validate(config: RunConfig) -> None:
+    unknown_modes = [m for m in config.modes if m not in tuple(Mode)]
+    if unknown_modes:
+        raise ConfigError(
+            f"--modes {unknown_modes[0]!r} is not a mode: use one or more of {', '.join(Mode)}"
+        )
     for name, allowed in _CHOICES.items():
         value = getattr(config, name)
         if value not in allowed:
@@ -184,8 +253,6 @@ def _prices(raw: object, path: Path | None) -> dict[str, tuple[float, float]]:
 def config_from_dict(raw: Mapping[str, object]) -> RunConfig:
     """A stored config as a RunConfig: lists back to tuples; unknown keys (from newer
     versions) are ignored and missing ones take their defaults."""
-    import dataclasses
-
     known = {f.name for f in dataclasses.fields(RunConfig)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
     prices = values.get("prices")

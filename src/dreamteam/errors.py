@@ -9,8 +9,9 @@
      │    ├── AgentSetupError   a model cannot be used at all (key, model name, URL)
      │    └── AgentOutageError  every agent call of a generation failed
      ├── SandboxError   the sandbox itself could not start a candidate
-     └── StoreError     the run store cannot be read or written
-          └── DiskFullError   no space left for the run: free some, then resume
+     ├── StoreError     the run store cannot be read or written
+     │    └── DiskFullError   no space left for the run: free some, then resume
+     └── OverwriteError a command would overwrite files the user did not ask it to
 
 A candidate that fails is not an error: it is a Status (see records.py). Each message is one
 line the user can act on.
@@ -84,3 +85,7 @@ class StoreError(DreamteamError):
 
 class DiskFullError(StoreError):
     """The disk under a run is full: the run stops; it resumes once space is freed."""
+
+
+class OverwriteError(DreamteamError):
+    """A command would overwrite existing files without `--force`."""

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from dreamteam.cli import evaluate, personas, research, task, tracking
+from dreamteam.cli import candidates, evaluate, personas, research, task, tracking
 from dreamteam.cli.context import err_console
 from dreamteam.errors import DreamteamError
 
@@ -29,12 +29,12 @@ app.command("train")(evaluate.train)
 app.command("eval")(evaluate.evaluate)
 app.add_typer(research.runs_app, name="runs")
 app.command("show")(research.show)
-app.command("diff")(research.diff)
-app.command("export")(research.export)
-app.command("sample")(research.sample)
+app.command("diff")(candidates.diff)
+app.command("export")(candidates.export)
+app.command("sample")(candidates.sample)
 app.command("report")(research.report)
 app.command("export-mlflow")(tracking.export_mlflow)
-app.command("steer")(research.steer)
+app.command("steer")(candidates.steer)
 
 
 def main() -> None:

@@ -98,7 +98,11 @@ def print_summary(results: list[TrialResult]) -> None:
 def train(
     task: str = TaskOpt,
     iters: int = typer.Option(None, "--iters", help="Optimizer steps (default: the fidelity's)."),
-    fidelity: str = typer.Option("low", "--fidelity", help="smoke, low, medium or full."),
+    fidelity: str = typer.Option(
+        None,
+        "--fidelity",
+        help="smoke, low, medium or full (default: low, or the task's second smallest level).",
+    ),
     seed: int = typer.Option(1337, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
 ) -> None:
@@ -119,14 +123,28 @@ def evaluate(
         help="A built-in task name or a task directory (default: DIR itself when it holds "
         "a task.toml, else shakespeare).",
     ),
-    fidelity: str = typer.Option("low", "--fidelity", help="smoke, low, medium or full."),
+    fidelity: str = typer.Option(
+        None,
+        "--fidelity",
+        help="smoke, low, medium or full (default: low, or the task's second smallest level).",
+    ),
     seeds: int = typer.Option(1, "--seeds", min=1, help="Independent training seeds."),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
-    """Check, train and score a directory of task files, exactly as a candidate is scored."""
+    """Check, train and score a directory of task files, exactly as a candidate is scored.
+
+    Examples:
+
+      dreamteam eval exported/ --fidelity smoke   (a quick look: a few dozen steps)
+
+      dreamteam eval exported/ --seeds 3          (at low: the mean and spread of 3 seeds)
+
+      dreamteam eval my-task/                     (a task directory: its own baseline)
+    """
     if task is None:
         task = str(directory) if (directory / "task.toml").is_file() else "shakespeare"
     t = load_task(task)
+    fidelity = fidelity or t.level("low", 1)
     if not directory.is_dir():
         raise TaskError(
             f"{directory} is not a directory: pass a folder holding {', '.join(t.editable)}"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -54,16 +55,21 @@ def list_personas(
     chosen = library.select(
         modes=None if mode is None else [mode], tags=None if tag is None else [tag]
     )
-    table = Table("slug", "mode", "name", "era", "disciplines")
-    for persona in chosen:
-        table.add_row(
-            persona.slug,
-            persona.mode.value,
-            persona.name,
-            persona.era,
-            ", ".join(persona.disciplines),
-        )
     console = Console()
+    wide = console.width >= 100  # below that the era gives its room to the rest
+    # the slug is what users type: never wrapped; the other columns give way
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("slug", no_wrap=True, min_width=max((len(p.slug) for p in chosen), default=4))
+    table.add_column("mode", no_wrap=True)
+    table.add_column("name")
+    if wide:
+        table.add_column("era")
+    table.add_column("disciplines", ratio=1)
+    for persona in chosen:
+        era = [persona.era] if wide else []
+        table.add_row(
+            persona.slug, persona.mode.value, persona.name, *era, ", ".join(persona.disciplines)
+        )
     console.print(table)
     console.print(f"{_count(len(chosen), 'persona')} of {len(library)}")
 

@@ -1,9 +1,8 @@
-"""`dreamteam run` and the commands that read runs: runs list, show, diff, export, steer."""
+"""`dreamteam run` and the commands that read runs: runs list, show, report (candidates.py
+holds the commands that take a candidate)."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
 from collections import Counter
@@ -14,23 +13,17 @@ import typer
 from rich.table import Table
 
 from dreamteam.agents.budget import Limits
+from dreamteam.cli import leaderboard
 from dreamteam.cli import run_options as opt
 from dreamteam.cli.context import console, settings
 from dreamteam.cli.progress import Progress, choose_mode
 from dreamteam.config import RunConfig, config_from_dict, load_run_config
-from dreamteam.errors import StoreError, TaskError
-from dreamteam.execute.devices import cpu_threads
-from dreamteam.harness.sampling import SamplingSettings, sample_tokens
-from dreamteam.harness.sandbox.launcher import probe_isolation
+from dreamteam.errors import ConfigError, StoreError
 from dreamteam.loop.build import build_search, conclude, writing
 from dreamteam.propose.allocation import repair_rescue
-from dreamteam.propose.edits import diff_files
 from dreamteam.records import CandidateRecord, ChangeKind, RunSummary
 from dreamteam.report import write_report
 from dreamteam.store import RunStore, list_runs
-from dreamteam.store.faults import os_fault
-from dreamteam.tasks import load_task
-from dreamteam.tasks.data import load_tokenizer
 
 runs_app = typer.Typer(help="Runs on this machine.", no_args_is_help=True)
 
@@ -75,10 +68,23 @@ def run(
     plain: opt.PlainOpt = False,
     quiet: opt.QuietOpt = False,
 ) -> None:
-    """Run the research loop: propose, screen, confirm, select, for N generations."""
+    """Run the research loop: propose, screen, confirm, select, for N generations.
+
+    Examples:
+
+      dreamteam run                      (offline agent, built-in task: a few minutes on a CPU)
+
+      dreamteam run --personas archimedes,ada-lovelace --generations 3
+
+      dreamteam run --model openai:gpt-4o-mini --config run.toml --budget-cost 2
+
+      dreamteam run --task my-task/      (a task of your own: see `dreamteam task init`)
+    """
     options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}
     # a new run's config is checked before its folder exists
     cfg = None if resume is not None else load_run_config(config, options)
+    if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file: give a directory (new or empty)")
     path = resume or run_dir or settings().runs_dir / _new_run_id()
     with writing(path, resume=resume is not None) as store:
         if cfg is None:
@@ -182,51 +188,15 @@ def show(
     """The leaderboard of a run."""
     store = RunStore.open_existing(resolve_run(run))
     info = store.run_info()
-    defaults = RunConfig()
-    screen_at = str(info.config.get("screen_fidelity", defaults.screen_fidelity))
-    confirm_at = str(info.config.get("fidelity", defaults.fidelity))
-    table = Table(
-        "candidate",
-        "persona",
-        "status",
-        f"loss@{screen_at}",
-        f"mean@{confirm_at}",
-        "change",
-        "reason / summary",
-        title=f"run {store.run_dir.name}",
-    )
-    rows = []
-    for c in store.candidates():
-        trials = store.trials(c.id)
-        screen = [t.val_loss for t in trials if t.fidelity == screen_at and t.val_loss]
-        confirm = [t.val_loss for t in trials if t.fidelity == confirm_at and t.val_loss]
-        key = min(screen) if screen else float("inf")
-        rows.append((key, c, screen, confirm))
-    for _, c, screen, confirm in sorted(rows, key=lambda r: r[0]):
-        table.add_row(
-            c.id,
-            c.persona,
-            c.status or "pending",
-            f"{screen[0]:.4f}" if screen else "-",
-            f"{sum(confirm) / len(confirm):.4f} (n={len(confirm)})" if confirm else "-",
-            str(c.record.kind) if c.record and c.record.kind else "-",
-            _cut(c.reason or c.summary),
-        )
-    console.print(table)
-    for _, c, _, _ in sorted(rows, key=lambda r: r[0]):
-        if len(c.reason) > _CELL:  # whole, wrapped: the fix is at its end
-            console.print(f"{c.id}: {c.reason}", markup=False)
+    rows = leaderboard.ranked(store, info.config)
+    wide = console.width >= leaderboard.WIDE
+    console.print(leaderboard.table(rows, info.config, f"run {store.run_dir.name}", wide))
+    for line in leaderboard.notes(rows, wide):
+        console.print(line, markup=False)
     _show_change_kinds(store.candidates())
     for g in store.generations():
         console.print(f"gen {g.number}: {g.note}")
     _show_allocation(store)
-
-
-_CELL = 70  # characters of a reason or summary in show's table
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
 
 
 def _show_change_kinds(candidates: Sequence[CandidateRecord]) -> None:
@@ -254,71 +224,6 @@ def _show_allocation(store: RunStore) -> None:
         )
 
 
-def _open_candidate(run: str | None, candidate: str) -> tuple[RunStore, CandidateRecord]:
-    store = RunStore.open_existing(resolve_run(run))
-    c = store.candidate(candidate)
-    if c is None:
-        raise StoreError(
-            f"no candidate {candidate!r} in {store.run_dir.name}: see `dreamteam show`"
-        )
-    return store, c
-
-
-def diff(
-    candidate: str = typer.Argument(..., help="A candidate id, e.g. g1-archimedes."),
-    other: str = typer.Argument(None, help="Another candidate (default: its parent)."),
-    run: str = typer.Option(None, "--run", help="The run (default: the newest)."),
-) -> None:
-    """The diff of a candidate against its parent, or against another candidate."""
-    store, c = _open_candidate(run, candidate)
-    base_id = other or c.parent
-    base = store.candidate(base_id) if base_id else None
-    if base is None:
-        raise StoreError(f"no candidate {base_id!r} to compare with")
-    print(diff_files(base.files, c.files) or "(no difference)")
-
-
-def export(
-    run: str = typer.Argument(..., help="A run id or directory."),
-    candidate: str = typer.Argument(..., help="A candidate id."),
-    directory: Path = typer.Argument(..., help="Where to write the files."),
-) -> None:
-    """Write a candidate's files, ready to use."""
-    store, c = _open_candidate(run, candidate)
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, source in c.files.items():
-        (directory / name).write_text(source, encoding="utf-8")
-    (directory / "provenance.json").write_text(
-        json.dumps(
-            {
-                "run": str(store.run_dir),
-                "candidate": c.id,
-                "persona": c.persona,
-                "parent": c.parent,
-                "status": c.status,
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
-    console.print(f"wrote {', '.join(c.files)} to {directory}")
-
-
-def steer(
-    run: str = typer.Argument(..., help="A run id or directory."),
-    text: str = typer.Argument(..., help="Guidance for the next generations' prompts."),
-) -> None:
-    """Write the run's steering.md (read at the start of every generation)."""
-    path = resolve_run(run) / "steering.md"
-    tmp = path.with_suffix(".md.tmp")
-    try:
-        tmp.write_text(text.strip() + "\n", encoding="utf-8")
-        os.replace(tmp, path)  # atomic: a generation never reads half a file
-    except OSError as exc:
-        raise os_fault(path.parent, exc) from exc
-    console.print(f"steering saved to {path}; it takes effect at the next generation")
-
-
 def report(
     run: str = typer.Argument(None, help="A run id or directory (default: the newest)."),
     output: Path = typer.Option(None, "-o", "--output", help="Where to write the HTML."),
@@ -332,39 +237,3 @@ def report(
         import webbrowser
 
         webbrowser.open(path.resolve().as_uri())
-
-
-def sample(
-    candidate: str = typer.Argument(..., help="A candidate id, e.g. g1-archimedes."),
-    run: str = typer.Option(None, "--run", help="The run (default: the newest)."),
-    prompt: str = typer.Option("\n", "--prompt", help="Text to continue."),
-    tokens: int = typer.Option(200, "--tokens", min=1, help="Tokens to generate."),
-    temperature: float = typer.Option(0.8, "--temperature", min=0.0),
-    top_k: int = typer.Option(200, "--top-k", min=0, help="0 turns top-k off."),
-    top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
-    seed: int = typer.Option(1337, "--seed"),
-) -> None:
-    """Generate text from a trained candidate (its kept weights, its own model code)."""
-    store, c = _open_candidate(run, candidate)
-    ckpt = store.candidate_dir(c) / "ckpt.pt"
-    if not ckpt.is_file():
-        raise StoreError(
-            f"{c.id} kept no trained weights (only confirmed candidates do): "
-            f"`dreamteam export {store.run_dir.name} {c.id} DIR` then `dreamteam train` it"
-        )
-    s = settings()
-    info = store.run_info()
-    t = load_task(str(info.config.get("task") or info.task))
-    if not t.is_lm:
-        raise TaskError(f"task {t.name!r} is not a language model: there is no text to sample")
-    encoding = load_tokenizer(home=s.home, mirror=s.mirror)
-    ids = sample_tokens(
-        t,
-        c.files,
-        ckpt,
-        encoding.encode_ordinary(prompt),
-        SamplingSettings(tokens, temperature, top_k, top_p, seed),
-        probe_isolation(),
-        threads=cpu_threads(1),
-    )
-    print(encoding.decode(ids))

@@ -6,47 +6,108 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+
+from dreamteam.config import RunConfig
+
+
+def _help(text: str, field: str) -> str:
+    """An option's help with RunConfig's default for it. The options themselves default to
+    None, so that a --config file's values are not overridden by a default nobody typed."""
+    value = getattr(RunConfig, field)
+    shown = ",".join(value) if isinstance(value, tuple) else str(value)
+    return escape(f"{text} [default: {shown or 'none'}]")  # help is rich markup: keep the [
+
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A TOML file with run settings.")]
 TaskOpt = Annotated[
-    str | None, typer.Option("--task", help="A built-in task name or a task directory.")
+    str | None,
+    typer.Option("--task", help=_help("A built-in task name or a task directory.", "task")),
 ]
 PersonasOpt = Annotated[
-    str | None, typer.Option("--personas", help="Comma-separated persona slugs.")
+    str | None,
+    typer.Option(
+        "--personas",
+        help=_help(
+            "Comma-separated persona slugs, e.g. archimedes,ada-lovelace (none: drawn).", "personas"
+        ),
+    ),
 ]
-ModesOpt = Annotated[str | None, typer.Option("--modes", help="savant,collaborator,specialist")]
+ModesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--modes",
+        help=_help("Persona modes the team is drawn from (comma-separated).", "modes"),
+    ),
+]
 TeamSizeOpt = Annotated[
-    int | None, typer.Option("--team-size", min=1, help="Personas drawn for the team.")
+    int | None,
+    typer.Option(
+        "--team-size",
+        min=1,
+        help=_help("Personas drawn for the team.", "team_size"),
+    ),
 ]
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", help="offline, openai:MODEL, MODE=SPEC,...")
+    str | None,
+    typer.Option(
+        "--model",
+        help=_help(
+            "The agents: offline, openai:MODEL, anthropic:MODEL, ..., or MODE=SPEC,...", "model"
+        ),
+    ),
 ]
 GenerationsOpt = Annotated[
-    int | None, typer.Option("--generations", min=1, help="Generations after the baseline.")
+    int | None,
+    typer.Option(
+        "--generations",
+        min=1,
+        help=_help("Generations after the baseline.", "generations"),
+    ),
 ]
 FidelityOpt = Annotated[
-    str | None, typer.Option("--fidelity", help="Confirmation fidelity: smoke|low|medium|full.")
+    str | None,
+    typer.Option(
+        "--fidelity",
+        help=_help("Confirmation fidelity: smoke|low|medium|full.", "fidelity"),
+    ),
 ]
 SeedsOpt = Annotated[
-    int | None, typer.Option("--seeds", min=2, help="Seeds per confirmation (>= 2).")
+    int | None,
+    typer.Option("--seeds", min=2, help=_help("Seeds per confirmation (>= 2).", "seeds")),
 ]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Trials trained at once.")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", min=1, help=_help("Trials trained at once.", "workers")),
+]
 ExecutorOpt = Annotated[
     str | None,
-    typer.Option("--executor", help="local, or ray (extra `ray`): each trial a Ray task."),
+    typer.Option(
+        "--executor",
+        help=_help("local, or ray (extra `ray`): each trial a Ray task.", "executor"),
+    ),
 ]
 AddressOpt = Annotated[
     str | None,
-    typer.Option("--address", help="ray: the cluster to attach to (auto: this machine's)."),
+    typer.Option(
+        "--address",
+        help=_help("ray: the cluster to attach to (auto: this machine's).", "address"),
+    ),
 ]
 AgentConcurrencyOpt = Annotated[
     int | None,
-    typer.Option("--agent-concurrency", min=1, help="LLM calls in flight at once (1: in line)."),
+    typer.Option(
+        "--agent-concurrency",
+        min=1,
+        help=_help("LLM calls in flight at once (1: in line).", "agent_concurrency"),
+    ),
 ]
 AgentTimeoutOpt = Annotated[
     float | None,
     typer.Option(
-        "--agent-timeout", min=0, help="Seconds for a whole agent call, retries included."
+        "--agent-timeout",
+        min=0,
+        help=_help("Seconds for a whole agent call, retries included.", "agent_timeout"),
     ),
 ]
 RunDirOpt = Annotated[
@@ -59,57 +120,111 @@ ResumeOpt = Annotated[
 BudgetMinutesOpt = Annotated[
     float | None,
     typer.Option(
-        "--budget-minutes", min=0, help="Stop between generations after M minutes (0: none)."
+        "--budget-minutes",
+        min=0,
+        help=_help("Stop between generations after M minutes (0: none).", "budget_minutes"),
     ),
 ]
 RepairOpt = Annotated[
     int | None,
-    typer.Option("--repair", min=0, help="Turns a failed candidate's persona gets to fix it."),
+    typer.Option(
+        "--repair",
+        min=0,
+        help=_help("Turns a failed candidate's persona gets to fix it.", "repair"),
+    ),
 ]
 AllocationOpt = Annotated[
     str | None,
-    typer.Option("--allocation", help="uniform (each persona once) or bandit (more to winners)."),
+    typer.Option(
+        "--allocation",
+        help=_help("uniform (each persona once) or bandit (more to winners).", "allocation"),
+    ),
 ]
 AllocationFloorOpt = Annotated[
     int | None,
-    typer.Option("--allocation-floor", min=1, help="bandit: each persona once in N generations."),
+    typer.Option(
+        "--allocation-floor",
+        min=1,
+        help=_help("bandit: each persona once in N generations.", "allocation_floor"),
+    ),
 ]
 ScreenFidelityOpt = Annotated[
-    str | None, typer.Option("--screen-fidelity", help="Where every candidate starts.")
+    str | None,
+    typer.Option(
+        "--screen-fidelity",
+        help=_help("Screening fidelity: every valid candidate runs here once.", "screen_fidelity"),
+    ),
 ]
-StrategyOpt = Annotated[str | None, typer.Option("--strategy", help="parallel or chain.")]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+StrategyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--strategy",
+        help=_help(
+            "parallel (all from the parent) or chain (each from the last best).", "strategy"
+        ),
+    ),
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", help=_help("auto, cpu, cuda or mps.", "device")),
+]
 RecordOpt = Annotated[
-    str | None, typer.Option("--record", help="Record LLM answers to this cassette.")
+    str | None,
+    typer.Option(
+        "--record",
+        help=_help(
+            "Record LLM answers to this cassette (replay with --model replay:PATH).", "record"
+        ),
+    ),
 ]
 BudgetTokensOpt = Annotated[
     int | None,
-    typer.Option("--budget-tokens", min=0, help="Stop after this many agent tokens (in + out)."),
+    typer.Option(
+        "--budget-tokens",
+        min=0,
+        help=_help("Stop after this many agent tokens (in + out).", "budget_tokens"),
+    ),
 ]
 BudgetCostOpt = Annotated[
     float | None,
-    typer.Option("--budget-cost", min=0, help="Stop after this many USD of agent calls."),
+    typer.Option(
+        "--budget-cost",
+        min=0,
+        help=_help("Stop after this many USD of agent calls.", "budget_cost"),
+    ),
 ]
 ObjectiveOpt = Annotated[
-    str | None, typer.Option("--objective", help="loss, bpb, loss+time or pareto.")
+    str | None,
+    typer.Option("--objective", help=_help("loss, bpb, loss+time or pareto.", "objective")),
 ]
 TimeWeightOpt = Annotated[
-    float | None, typer.Option("--time-weight", min=0, help="loss+time: nats per training minute.")
+    float | None,
+    typer.Option(
+        "--time-weight",
+        min=0,
+        help=_help("loss+time: nats per training minute.", "time_weight"),
+    ),
 ]
 TimeToleranceOpt = Annotated[
     float | None,
     typer.Option(
         "--time-tolerance",
         min=0,
-        help="pareto: slower by this fraction still counts as not slower.",
+        help=_help("pareto: slower by this fraction still counts as not slower.", "time_tolerance"),
     ),
 ]
 EliteOpt = Annotated[
-    int | None, typer.Option("--elite", min=0, help="Confirmed candidates kept (0: off).")
+    int | None,
+    typer.Option("--elite", min=0, help=_help("Confirmed candidates kept (0: off).", "elite")),
 ]
 CrossoverOpt = Annotated[
     int | None,
-    typer.Option("--crossover", min=0, max=1, help="1: add a crossover of two elite members."),
+    typer.Option(
+        "--crossover",
+        min=0,
+        max=1,
+        help=_help("1: add a crossover of two elite members.", "crossover"),
+    ),
 ]
 PlainOpt = Annotated[bool, typer.Option("--plain", help="Plain lines instead of a live panel.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="Only the closing lines.")]

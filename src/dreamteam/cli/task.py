@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -22,7 +23,16 @@ def init(
         DEFAULT_TEMPLATE, "--from", help="The built-in task to start from."
     ),
 ) -> None:
-    """Scaffold a working task from a built-in one; its task.toml explains every field."""
+    """Scaffold a working task from a built-in one; its task.toml explains every field.
+
+    Examples:
+
+      dreamteam task init my-task                  (from the spirals classifier)
+
+      dreamteam task init my-lm --from shakespeare (from the language model)
+
+    Then: dreamteam task check my-task --run, and dreamteam run --task my-task.
+    """
     init_task(directory, template)
     console.print(f"task written to {directory}: edit task.toml, then `dreamteam task check`")
     for path in sorted(directory.iterdir()):
@@ -52,7 +62,8 @@ def check(
         print_summary(results)
         if not results[0].ok:
             raise typer.Exit(1)
-    console.print(f"task {result.task.name!r} is ready: dreamteam run --task {directory}")
+    command = f"dreamteam run --task {shlex.quote(str(directory))}"
+    console.print(f"task {result.task.name!r} is ready: {command}", markup=False, soft_wrap=True)
 
 
 @app.command("list")

@@ -386,12 +386,15 @@ def render_edits(edits: Iterable[Edit], display: Mapping[str, str] | None = None
     return "\n".join(out)
 
 
-def diff_files(before: Mapping[str, str], after: Mapping[str, str], context: int = 3) -> str:
-    """A unified diff of every file that differs between two sets of files."""
-    chunks = []
+def diff_files(
+    before: Mapping[str, str], after: Mapping[str, str], context: int = 3, labels: str = "a b"
+) -> str:
+    """A unified diff of the files that differ; `labels`: two words naming the two sides."""
+    old_label, new_label, chunks = *labels.split(), []
     for name in [*before, *(n for n in after if n not in before)]:
         old, new = before.get(name, ""), after.get(name, "")
         if old != new:
             a, b = ([line + "\n" for line in t.splitlines()] for t in (old, new))
-            chunks.append("".join(difflib.unified_diff(a, b, f"a/{name}", f"b/{name}", n=context)))
+            head = (f"{old_label}/{name}", f"{new_label}/{name}")
+            chunks.append("".join(difflib.unified_diff(a, b, *head, n=context)))
     return "".join(chunks)

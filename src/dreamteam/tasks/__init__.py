@@ -111,6 +111,14 @@ class Task:
         """The cheapest fidelity level (by its steps)."""
         return min(self.fidelity, key=lambda name: self.fidelity[name])
 
+    def level(self, preferred: str, rank: int) -> str:
+        """`preferred` when the task defines it, else its level at `rank` by steps (0: the
+        smallest): a default like `low` follows a task that has only smoke and full."""
+        if preferred in self.fidelity:
+            return preferred
+        ordered = sorted(self.fidelity, key=lambda name: self.fidelity[name])
+        return ordered[min(rank, len(ordered) - 1)]
+
 
 class _Reader:
     """Typed reads from one task.toml; every error names the file, the table and the key."""

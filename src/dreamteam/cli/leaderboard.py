@@ -1,0 +1,112 @@
+"""The leaderboard `dreamteam show` prints: ranked by what was confirmed, readable at 80 columns.
+
+A confirmed figure (the mean over the confirmation seeds) outranks any screening figure, which
+rests on one seed at a smaller fidelity; within each group the lower loss comes first.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from rich import box
+from rich.table import Table
+
+from dreamteam.records import CandidateRecord, ChangeKind
+from dreamteam.store import RunStore
+
+CELL = 70  # characters of a reason or summary in the table; longer ones follow it whole
+WIDE = 120  # columns from which the table holds personas and reasons too
+
+
+@dataclass(frozen=True)
+class Row:
+    """One candidate and its figures at the screening and confirmation fidelities."""
+
+    candidate: CandidateRecord
+    screen: tuple[float, ...]
+    confirm: tuple[float, ...]
+
+    @property
+    def key(self) -> tuple[int, float, int]:
+        if self.confirm:  # on a tie, the figure on more seeds first
+            return (0, statistics.fmean(self.confirm), -len(self.confirm))
+        if self.screen:
+            return (1, min(self.screen), 0)
+        return (2, float("inf"), 0)
+
+
+def ranked(store: RunStore, config: Mapping[str, object]) -> list[Row]:
+    """Every candidate of the run, confirmed ones first, each group by its loss."""
+    rows = []
+    for c in store.candidates():
+        trials = store.trials(c.id)
+        screen = [t.val_loss for t in trials if t.fidelity == config["screen_fidelity"]]
+        confirm = [t.val_loss for t in trials if t.fidelity == config["fidelity"]]
+        rows.append(Row(c, tuple(v for v in screen if v), tuple(v for v in confirm if v)))
+    return sorted(rows, key=lambda r: r.key)
+
+
+def table(rows: Sequence[Row], config: Mapping[str, object], title: str, wide: bool) -> Table:
+    """The leaderboard. The id column never wraps or shrinks; a narrow terminal drops the
+    persona (the id names it) and the reasons, which `notes` then prints whole."""
+    width = max((len(r.candidate.id) for r in rows), default=9)
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("candidate", no_wrap=True, min_width=width)
+    if wide:
+        t.add_column("persona", overflow="fold")
+    t.add_column("status", no_wrap=True)
+    t.add_column(f"mean@{config['fidelity']}", no_wrap=True)
+    t.add_column(f"loss@{config['screen_fidelity']}", no_wrap=True)
+    t.add_column("change" if wide else "kind", overflow="fold")
+    if wide:
+        t.add_column("reason / summary", overflow="fold", ratio=1)
+    for r in rows:
+        c = r.candidate
+        cells = [
+            c.id,
+            c.status or "pending",
+            _mean(r.confirm),
+            f"{r.screen[0]:.4f}" if r.screen else "-",
+            _kind(c, wide),
+        ]
+        if wide:
+            cells.insert(1, c.persona)
+            cells.append(_cut(c.reason or c.summary))
+        t.add_row(*cells)
+    return t
+
+
+def notes(rows: Sequence[Row], wide: bool) -> list[str]:
+    """`id: text` lines for what the table did not show whole (a reason ends with its fix)."""
+    if wide:
+        return [
+            f"{r.candidate.id}: {r.candidate.reason}"
+            for r in rows
+            if len(r.candidate.reason) > CELL
+        ]
+    return [
+        f"{r.candidate.id}: {r.candidate.reason or r.candidate.summary}"
+        for r in rows
+        if r.candidate.reason or r.candidate.summary
+    ]
+
+
+_SHORT = {ChangeKind.STRUCTURAL: "struct", ChangeKind.HYPERPARAMETER: "hyper"}
+
+
+def _kind(c: CandidateRecord, wide: bool) -> str:
+    """What the change moved; abbreviated on a narrow terminal."""
+    if not (c.record and c.record.kind):
+        return "-"
+    return str(c.record.kind) if wide else _SHORT.get(c.record.kind, str(c.record.kind))
+
+
+def _mean(values: Sequence[float]) -> str:
+    """The confirmed mean, marked with its seed count (n=1 rests on one seed)."""
+    return f"{statistics.fmean(values):.4f} (n={len(values)})" if values else "-"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= CELL else text[: CELL - 1] + "…"
