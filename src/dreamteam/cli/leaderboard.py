@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from rich import box
 from rich.table import Table
 
+from dreamteam.config import RunConfig
 from dreamteam.records import CandidateRecord, ChangeKind
 from dreamteam.store import RunStore
 
@@ -37,13 +38,21 @@ class Row:
         return (2, float("inf"), 0)
 
 
+def levels(config: Mapping[str, object]) -> tuple[str, str]:
+    """A stored run config's screening and confirmation fidelities (defaults where unset)."""
+    defaults = RunConfig()
+    screen = config.get("screen_fidelity", defaults.screen_fidelity)
+    return str(screen), str(config.get("fidelity", defaults.fidelity))
+
+
 def ranked(store: RunStore, config: Mapping[str, object]) -> list[Row]:
     """Every candidate of the run, confirmed ones first, each group by its loss."""
+    screen_at, confirm_at = levels(config)
     rows = []
     for c in store.candidates():
         trials = store.trials(c.id)
-        screen = [t.val_loss for t in trials if t.fidelity == config["screen_fidelity"]]
-        confirm = [t.val_loss for t in trials if t.fidelity == config["fidelity"]]
+        screen = [t.val_loss for t in trials if t.fidelity == screen_at]
+        confirm = [t.val_loss for t in trials if t.fidelity == confirm_at]
         rows.append(Row(c, tuple(v for v in screen if v), tuple(v for v in confirm if v)))
     return sorted(rows, key=lambda r: r.key)
 
@@ -57,8 +66,9 @@ def table(rows: Sequence[Row], config: Mapping[str, object], title: str, wide: b
     if wide:
         t.add_column("persona", overflow="fold")
     t.add_column("status", no_wrap=True)
-    t.add_column(f"mean@{config['fidelity']}", no_wrap=True)
-    t.add_column(f"loss@{config['screen_fidelity']}", no_wrap=True)
+    screen_at, confirm_at = levels(config)
+    t.add_column(f"mean@{confirm_at}", no_wrap=True)
+    t.add_column(f"loss@{screen_at}", no_wrap=True)
     t.add_column("change" if wide else "kind", overflow="fold")
     if wide:
         t.add_column("reason / summary", overflow="fold", ratio=1)
