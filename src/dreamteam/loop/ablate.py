@@ -107,7 +107,10 @@ def revert(
         for m in part.moves:
             file, hp = _split_name(m.name, files)
             name = file or main
-            value = m.before if part in reverted else m.after
+            if part in reverted:  # spelled as the baseline spells it
+                value = _spelling(baseline.get(name, ""), hp) or m.before
+            else:
+                value = _spelling(winner.get(name, ""), hp) or m.after
             files[name] = _set_value(files[name], hp, value)
     _verify(files, winner, reverted)
     return files
@@ -142,6 +145,16 @@ def _offset(lines: list[str], lineno: int, col: int) -> int:
     """The string offset of an ast position (its column counts UTF-8 bytes)."""
     head = sum(len(line) for line in lines[: lineno - 1])
     return head + len(lines[lineno - 1].encode()[:col].decode(errors="ignore"))
+
+
+def _spelling(src: str, hp: str) -> str:
+    """The source text of hyperparameter `hp`'s value in `src` ("" when absent)."""
+    try:
+        node = hyperparameter_nodes(pyparse.parse(src)).get(hp)
+    except (SyntaxError, ValueError, RecursionError):
+        return ""
+    text = ast.get_source_segment(src, node) if node is not None else None
+    return text if text and "\n" not in text else ""
 
 
 def _set_value(src: str, hp: str, value: str) -> str:
