@@ -15,14 +15,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dreamteam.agents import Credentials, build_team, parse_model_map
+from dreamteam.agents.offline import OfflineAgent
 from dreamteam.agents.source_edit import number
+from dreamteam.cli.ablation import ablate_run
+from dreamteam.config import RunConfig
+from dreamteam.errors import StoreError
 from dreamteam.harness.checks import check_candidate
 from dreamteam.loop.ablate import NotSeparable, revert, split_parts
 from dreamteam.loop.ablation import PartStatus, ablate, load, save
+from dreamteam.loop.build import build_search
+from dreamteam.personas import load_library
 from dreamteam.propose.changes import extract_record
 from dreamteam.records import Status, TrialResult
+from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
 from loopback import LoopbackLLM
+from test_search import FakeExecutor
 
 TASK = load_task("shakespeare")
 BASE = TASK.baseline_files()
@@ -266,3 +275,19 @@ def test_ablate_a_real_run_names_the_learning_rate(tmp_path: Path, mirror: Path)
     stored = load(run_dir)
     (entry,) = stored.values()
     assert entry["carries"] == "learning_rate 0.0003→0.003" and len(entry["parts"]) == 3
+
+
+def test_ablating_the_baseline_or_an_unknown_candidate_is_a_one_line_error(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "run")
+    store.create_run("run", "shakespeare", {"task": "shakespeare"}, [])
+    team = build_team(parse_model_map("offline"), Credentials.from_env({}), offline=OfflineAgent)
+    config = RunConfig(generations=1, personas=("archimedes",), fidelity="smoke")
+    build_search(
+        config, store, task=TASK, library=load_library(), agents=team, executor=FakeExecutor()
+    ).run()
+    team.close()
+    store.close()
+    with pytest.raises(StoreError, match="the best is the baseline"):
+        ablate_run(tmp_path / "run", "g0-baseline", "smoke", 2)
+    with pytest.raises(StoreError, match=r"no candidate 'g9-nobody'.*dreamteam show"):
+        ablate_run(tmp_path / "run", "g9-nobody", "smoke", 2)
