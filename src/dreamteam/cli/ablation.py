@@ -23,7 +23,7 @@ def _fmt(d: Delta | None) -> str:
 
 def _print_part(r: PartResult) -> None:
     said = _fmt(r.contribution) if r.contribution else f"{r.status}: {r.reason}"
-    console.print(f"  without {r.label}: {said}", markup=False)
+    console.print(f"  without {r.label}: {said}", markup=False, soft_wrap=True)
 
 
 def best_of(store: RunStore) -> str:
@@ -65,7 +65,7 @@ def ablate_run(
                 return known
             return evaluate_files(task, dict(files), at, plan, settings())
 
-        console.print(f"ablating {cid} at {at} on seeds {list(plan)}")
+        console.print(f"ablating {cid} at {at} on seeds {list(plan)}", soft_wrap=True)
         result = ablate(
             task,
             base.files,
@@ -107,17 +107,29 @@ def _print_closing(a: Ablation) -> None:
     console.print(f"  winner {mean:.4f}, baseline {sum(a.baseline) / len(a.baseline):.4f}")
     r = a.recipe
     if r is None:
-        console.print("simplest recipe within the noise: the winner itself (every part counts)")
+        console.print(
+            "simplest recipe within the noise: the winner itself (every part counts)",
+            soft_wrap=True,
+        )
     elif r.vs_winner is None:
-        console.print(f"simplest recipe within the noise: not measured ({r.reason})", markup=False)
+        console.print(
+            f"simplest recipe within the noise: not measured ({r.reason})",
+            markup=False,
+            soft_wrap=True,
+        )
     else:
         console.print(
             f"simplest recipe within the noise: without {', '.join(r.dropped)}: "
             f"vs winner {_fmt(r.vs_winner)}, vs baseline {_fmt(r.vs_baseline)}",
             markup=False,
+            soft_wrap=True,
         )
     top = next((p for p in a.parts if p.label == a.carries), None)
     if top is not None:
-        console.print(f"carries the gain: {top.label} ({_fmt(top.contribution)})", markup=False)
+        console.print(
+            f"carries the gain: {top.label} ({_fmt(top.contribution)})",
+            markup=False,
+            soft_wrap=True,
+        )
     else:
         console.print("carries the gain: no part could be measured alone")
