@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from dreamteam.cli import candidates, evaluate, personas, research, task, tracking
+from dreamteam.cli import ablate, candidates, evaluate, personas, research, task, tracking
 from dreamteam.cli.context import err_console
 from dreamteam.errors import DreamteamError
 
@@ -35,6 +35,7 @@ app.command("sample")(candidates.sample)
 app.command("report")(research.report)
 app.command("export-mlflow")(tracking.export_mlflow)
 app.command("steer")(candidates.steer)
+app.command("ablate")(ablate.ablate)
 
 
 def main() -> None:

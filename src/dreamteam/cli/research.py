@@ -15,11 +15,13 @@ from rich.table import Table
 from dreamteam.agents.budget import Limits
 from dreamteam.cli import leaderboard
 from dreamteam.cli import run_options as opt
+from dreamteam.cli.ablation import ablate_run
 from dreamteam.cli.context import console, settings
 from dreamteam.cli.progress import Progress, choose_mode
 from dreamteam.config import RunConfig, config_from_dict, load_run_config
 from dreamteam.errors import ConfigError, StoreError
 from dreamteam.loop.build import build_search, conclude, writing
+from dreamteam.loop.plan import BASELINE_ID
 from dreamteam.propose.allocation import repair_rescue
 from dreamteam.records import CandidateRecord, ChangeKind, RunSummary
 from dreamteam.report import write_report
@@ -67,6 +69,7 @@ def run(
     crossover: opt.CrossoverOpt = None,
     plain: opt.PlainOpt = False,
     quiet: opt.QuietOpt = False,
+    ablate: opt.AblateOpt = False,
 ) -> None:
     """Run the research loop: propose, screen, confirm, select, for N generations.
 
@@ -105,10 +108,12 @@ def run(
         with progress:
             summary = conclude(search)
         _print_summary(summary, write_report(store, store.run_dir / "report.html"))
+    if ablate and summary.best != BASELINE_ID:  # after the lock: ablate only reads the run
+        ablate_run(store.run_dir, summary.best, None, None)
 
 
 # `run`'s parameters that are not RunConfig fields
-_NOT_CONFIG = frozenset({"config", "run_dir", "resume", "plain", "quiet"})
+_NOT_CONFIG = frozenset({"config", "run_dir", "resume", "plain", "quiet", "ablate"})
 
 
 def _print_start(run_dir: Path, cfg: RunConfig, team: list[str]) -> None:

@@ -236,3 +236,6 @@ FinalFidelityOpt = Annotated[
         "confirmation fidelity; `full` for the real budget).",
     ),
 ]
+AblateOpt = Annotated[
+    bool, typer.Option("--ablate", help="At the end, measure what each part of the best is worth.")
+]

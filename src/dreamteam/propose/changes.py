@@ -126,49 +126,62 @@ def _callee(node: ast.Call) -> str:
     return func.id if isinstance(func, ast.Name) else "call"
 
 
-def _assigned(stmt: ast.stmt) -> Iterator[tuple[str, Any]]:
-    """(name, value) for each constant a top-level assignment binds."""
+def _bound(stmt: ast.stmt) -> Iterator[tuple[str, ast.expr]]:
+    """(name, value node) for each name a top-level assignment binds."""
     if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value:
-        yield stmt.target.id, _fold(stmt.value)
+        yield stmt.target.id, stmt.value
     elif isinstance(stmt, ast.Assign):
         for target in stmt.targets:
             if isinstance(target, ast.Name):
-                yield target.id, _fold(stmt.value)
-            elif isinstance(target, ast.Tuple) and isinstance(stmt.value, ast.Tuple):
-                pairs = zip(target.elts, stmt.value.elts, strict=False)
-                if len(target.elts) == len(stmt.value.elts):
-                    for t, v in pairs:
-                        if isinstance(t, ast.Name):
-                            yield t.id, _fold(v)
+                yield target.id, stmt.value
+            elif (
+                isinstance(target, ast.Tuple)
+                and isinstance(stmt.value, ast.Tuple)
+                and len(target.elts) == len(stmt.value.elts)
+            ):
+                for t, v in zip(target.elts, stmt.value.elts, strict=True):
+                    if isinstance(t, ast.Name):
+                        yield t.id, v
 
 
-def _is_hyper(stmt: ast.stmt) -> bool:
+def _assigned(stmt: ast.stmt) -> Iterator[tuple[str, Any]]:
+    """(name, value) for each constant a top-level assignment binds."""
+    for name, node in _bound(stmt):
+        yield name, _fold(node)
+
+
+def is_hyper(stmt: ast.stmt) -> bool:
     """A top-level statement that only binds constants: described by moves, not by shape."""
     bound = list(_assigned(stmt))
     return bool(bound) and all(v is not _NOT_CONSTANT for _, v in bound)
 
 
-def _hyperparameters(tree: ast.Module) -> dict[str, str]:
-    """name -> canonical value of every module/class constant and constant keyword argument."""
-    found: dict[str, str] = {}
+def hyperparameter_nodes(tree: ast.Module) -> dict[str, ast.expr]:
+    """name -> value node of every module/class constant and constant keyword argument, named
+    as Move names them (`learning_rate`, `GPTConfig.dropout`, `train:AdamW(lr)`)."""
+    found: dict[str, ast.expr] = {}
     for stmt in tree.body:
-        if _is_hyper(stmt):
-            found.update({n: _canon(v) for n, v in _assigned(stmt)})
+        if is_hyper(stmt):
+            found.update(_bound(stmt))
         elif isinstance(stmt, ast.ClassDef):
             for inner in stmt.body:
-                if _is_hyper(inner):
-                    found.update({f"{stmt.name}.{n}": _canon(v) for n, v in _assigned(inner)})
+                if is_hyper(inner):
+                    found.update({f"{stmt.name}.{n}": v for n, v in _bound(inner)})
     for scope, node in _scoped(tree):
         seen: Counter[str] = Counter()
         for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
             for kw in call.keywords:
-                value = _fold(kw.value) if kw.arg else _NOT_CONSTANT
-                if value is _NOT_CONSTANT:
+                if not kw.arg or _fold(kw.value) is _NOT_CONSTANT:
                     continue
                 name = f"{scope}:{_callee(call)}({kw.arg})"
                 seen[name] += 1
-                found[name if seen[name] == 1 else f"{name}#{seen[name]}"] = _canon(value)
+                found[name if seen[name] == 1 else f"{name}#{seen[name]}"] = kw.value
     return found
+
+
+def _hyperparameters(tree: ast.Module) -> dict[str, str]:
+    """name -> canonical value of every hyperparameter."""
+    return {name: _canon(_fold(node)) for name, node in hyperparameter_nodes(tree).items()}
 
 
 # -- shapes ---------------------------------------------------------------------------------------
@@ -184,12 +197,12 @@ def _scoped(tree: ast.Module) -> Iterator[tuple[str, ast.AST]]:
             for inner in stmt.body:
                 if isinstance(inner, ast.FunctionDef | ast.AsyncFunctionDef):
                     yield f"{stmt.name}.{inner.name}", inner
-                elif not _is_hyper(inner):  # constant fields are moves
+                elif not is_hyper(inner):  # constant fields are moves
                     fields.append(inner)
             head = copy.copy(stmt)
             head.body = fields
             yield stmt.name, head
-        elif not _is_hyper(stmt):
+        elif not is_hyper(stmt):
             rest.append(stmt)
     if rest:
         yield MODULE, ast.Module(body=rest, type_ignores=[])
@@ -333,7 +346,7 @@ def extract_record(before: Mapping[str, str], after: Mapping[str, str]) -> Chang
         for hp in sorted(set(old_hp) | set(new_hp)):
             a, b = old_hp.get(hp, ""), new_hp.get(hp, "")
             if a != b:
-                moves.append(Move(hp if name == _main_file(before) else f"{name}:{hp}", a, b))
+                moves.append(Move(hp if name == main_file(before) else f"{name}:{hp}", a, b))
                 touched |= _move_words(hp)
         old_shapes, new_shapes = _shapes(old_tree), _shapes(new_tree)
         for d in sorted(set(old_shapes) | set(new_shapes)):
@@ -346,7 +359,7 @@ def extract_record(before: Mapping[str, str], after: Mapping[str, str]) -> Chang
     return ChangeRecord(tuple(moves), tuple(edits), technique_keys(touched))
 
 
-def _main_file(files: Mapping[str, str]) -> str:
+def main_file(files: Mapping[str, str]) -> str:
     """The file whose hyperparameters go unprefixed: train.py when there is one."""
     return "train.py" if "train.py" in files else min(files, default="")
 
