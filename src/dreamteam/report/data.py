@@ -162,18 +162,19 @@ def _headline(
     printed), else derived from the store the same way while the run is still going."""
     by_id = {v.id: v for v in views}
     baseline = by_id.get(BASELINE_ID, views[0])
-    fidelity = summary.fidelity if summary is not None else config.fidelity
+    stored = summary is not None and summary.best in by_id
+    fidelity = summary.fidelity if summary is not None and stored else config.fidelity
     base = by_seed(baseline, fidelity)
-    if summary is not None and summary.best in by_id:
+    if summary is not None and stored:
         best = by_id[summary.best]
         seeds = tuple(s for s in summary.seeds if s in base)
     else:
-        best, seeds = _derived_best(by_id, baseline, gens, config)
+        best, seeds = _derived_best(by_id, baseline, base, gens, config)
     best_losses = tuple(by_seed(best, fidelity)[s] for s in seeds)
     base_losses = tuple(base[s] for s in seeds)
     best_est, base_est = estimate(best_losses), estimate(base_losses)
     comparison = None
-    if best is not baseline and summary is not None and summary.best == best.id:
+    if best is not baseline and summary is not None and stored:
         comparison = Comparison(summary.delta, summary.ci95, summary.better)
     elif best is not baseline and best_est and base_est:
         noise = estimate([base[s] for s in seed_plan(config).confirm if s in base])
@@ -196,15 +197,15 @@ def _headline(
 def _derived_best(
     by_id: Mapping[str, CandidateView],
     baseline: CandidateView,
+    base: Mapping[int, float],
     gens: Sequence[GenerationRecord],
     config: RunConfig,
 ) -> tuple[CandidateView, tuple[int, ...]]:
-    """The last generation's best, and the seeds it and the baseline share, for a run that
-    has not finished yet."""
+    """The last generation's best, and the seeds it and the baseline (`base`: its losses by
+    seed at the confirmation fidelity) share, for a run that has not finished yet."""
     finished = [g for g in gens if g.best]
     best = by_id.get(finished[-1].best, baseline) if finished else baseline
     plan = seed_plan(config)
-    base = by_seed(baseline, config.fidelity)
     if best is baseline:
         return best, tuple(s for s in plan.confirm if s in base)
     mine = by_seed(best, config.fidelity)
