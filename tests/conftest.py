@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,3 +37,19 @@ def dt_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mirror: Path) -> Pat
     monkeypatch.setenv("DREAMTEAM_HOME", str(home))
     monkeypatch.setenv("DREAMTEAM_DATA_MIRROR", str(mirror))
     return home
+
+
+@contextmanager
+def tmpfs(point: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of our own at `point` (root only; the test is skipped where mounting is not
+    allowed), unmounted afterwards."""
+    point.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()[:200]}")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)

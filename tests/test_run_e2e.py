@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tmpfs
+
 pytestmark = pytest.mark.slow
 
 RUN = [sys.executable, "-c", "from dreamteam.cli import main; main()", "run"]
@@ -229,17 +231,8 @@ def _second_writer_is_refused(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs of our own (root only; skipped where mounting is not allowed)."""
-    point = tmp_path / "disk"
-    point.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(point)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()[:200]}")
-    try:
+    with tmpfs(tmp_path / "disk", "256m") as point:
         yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def _fill(disk: Path, leave: int) -> Path:

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clirun import dreamteam
+from conftest import tmpfs
 from dreamteam.errors import StoreError
 from dreamteam.store import RunStore
 from dreamteam.store.db import Database
@@ -159,17 +160,8 @@ def test_any_damage_reads_as_the_run_or_a_store_error(pristine: Path, tmp_path: 
 @pytest.fixture
 def mounted(tmp_path: Path) -> Iterator[Path]:
     """A small tmpfs of our own (root only; skipped where mounting is not allowed)."""
-    point = tmp_path / "mnt"
-    point.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(point)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()[:200]}")
-    try:
+    with tmpfs(tmp_path / "mnt", "64m") as point:
         yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def test_a_read_only_run_is_one_line_and_exit_1(
