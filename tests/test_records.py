@@ -23,7 +23,7 @@ from dreamteam.propose.novelty import note_change
 from dreamteam.records import CandidateRecord, ChangeRecord, Move
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
-from test_search import FakeExecutor, _Scripted
+from test_search import FakeExecutor, _Scripted, fake_search
 
 BASE = load_task("shakespeare").baseline_files()
 TRAIN = BASE["train.py"]
@@ -210,14 +210,7 @@ def test_the_history_in_the_next_prompt_lists_the_records(tmp_path: Path) -> Non
     store = RunStore(tmp_path / "run")
     store.create_run("run", "shakespeare", {}, [])
     config = RunConfig(generations=2, personas=("archimedes",), fidelity="smoke")
-    build_search(
-        config,
-        store,
-        task=load_task("shakespeare"),
-        library=load_library(),
-        agents=team,
-        executor=FakeExecutor(),
-    ).run()
+    fake_search(config, store, team).run()
     assert len(agent.prompts) == 2
     assert "## What the team has tried so far" not in agent.prompts[0]
     tried = agent.prompts[1].split("## What the team has tried so far")[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamteam.agents import build_team, parse_model_map
+from dreamteam.agents import AgentTeam, build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig
@@ -66,27 +66,29 @@ class FakeExecutor:
         )
 
 
+def fake_search(
+    config: RunConfig, store: RunStore, agents: AgentTeam, executor: FakeExecutor | None = None
+) -> Search:
+    """A search on the built-in task and persona library, trained by a fake executor."""
+    return build_search(
+        config,
+        store,
+        task=load_task("shakespeare"),
+        library=load_library(),
+        agents=agents,
+        executor=executor or FakeExecutor(),
+    )
+
+
 def _search(tmp_path: Path, **overrides) -> tuple[Search, FakeExecutor, RunStore]:
     config = RunConfig(**{"generations": 2, "team_size": 4, "fidelity": "smoke", **overrides})
-    library = load_library()
     team = build_team(
         parse_model_map("offline"), Credentials.from_env({}), offline=lambda: OfflineAgent(seed=0)
     )
     store = RunStore(tmp_path / "run")
     store.create_run("run", "shakespeare", {}, [])
     executor = FakeExecutor()
-    return (
-        build_search(
-            config,
-            store,
-            task=load_task("shakespeare"),
-            library=library,
-            agents=team,
-            executor=executor,
-        ),
-        executor,
-        store,
-    )
+    return fake_search(config, store, team, executor), executor, store
 
 
 def test_team_leads_with_the_seeds_and_spans_the_modes() -> None:
@@ -199,14 +201,7 @@ def test_repair_zero_disables_it(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "run")
     store.create_run("run", "shakespeare", {}, [])
     config = RunConfig(generations=1, personas=("archimedes",), fidelity="smoke", repair=0)
-    build_search(
-        config,
-        store,
-        task=load_task("shakespeare"),
-        library=load_library(),
-        agents=team,
-        executor=FakeExecutor(),
-    ).run()
+    fake_search(config, store, team).run()
     assert store.candidate("g1-archimedes-r") is None and len(agent.prompts) == 1
 
 

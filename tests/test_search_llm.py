@@ -14,12 +14,10 @@ import pytest
 from dreamteam.agents import Credentials, build_team, parse_model_map
 from dreamteam.agents.offline import OfflineAgent
 from dreamteam.config import RunConfig
-from dreamteam.loop.build import build_search
-from dreamteam.personas import load_library
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
 from loopback import LoopbackLLM
-from test_search import FakeExecutor
+from test_search import fake_search
 
 BASELINE_TRAIN = load_task("shakespeare").baseline_files()["train.py"]
 ANSWER = (
@@ -48,14 +46,7 @@ def _run(tmp_path: Path, name: str, model: str, record: Path | None = None) -> R
     )
     store = RunStore(tmp_path / name)
     store.create_run(name, "shakespeare", {}, [])
-    build_search(
-        config,
-        store,
-        task=load_task("shakespeare"),
-        library=load_library(),
-        agents=team,
-        executor=FakeExecutor(),
-    ).run()
+    fake_search(config, store, team).run()
     team.close()
     return store
 
