@@ -67,6 +67,13 @@ class ObjectiveName(StrEnum):
     PARETO = "pareto"
 
 
+class StatTest(StrEnum):
+    """Which test gave a p-value (select/stats.py)."""
+
+    PAIRED = "paired t"  # on the seeds both candidates trained on
+    WELCH = "Welch t"  # unequal variances, no shared seeds
+
+
 @dataclass(frozen=True)
 class Event:
     """Progress for displays: what happened, to which candidate."""
@@ -318,6 +325,29 @@ class SteeringVersion:
 
 
 @dataclass(frozen=True)
+class RankCorrelation:
+    """Spearman's rho between screening losses and confirmation means (None: under 3 pairs)."""
+
+    rho: float | None
+    pairs: int
+    by_generation: tuple[tuple[int, float | None, int], ...] = ()  # (generation, rho, pairs)
+
+
+@dataclass(frozen=True)
+class KeptChange:
+    """A kept change against its parent or the baseline: one-sided p-values, raw and Holm's."""
+
+    candidate: str
+    against: str
+    fidelity: str
+    test: StatTest
+    n: int  # seeds (pairs, for the paired test)
+    delta: float  # mean loss difference, negative is better
+    p: float
+    p_holm: float  # adjusted for every comparison the run made
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """The outcome of a run, as the CLI's last lines report it."""
 
@@ -338,6 +368,8 @@ class RunSummary:
     better: bool = False  # the best beat the baseline beyond the noise
     agent_failures: dict[str, int] = field(default_factory=dict)  # failed calls by fault
     steps: int = 0  # optimizer steps of `fidelity`: the budget the claim holds at
+    screen_confirm: RankCorrelation | None = None  # do screening ranks predict confirmation?
+    kept: tuple[KeptChange, ...] = ()  # each kept change's p-values
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -347,6 +379,12 @@ class RunSummary:
         data = json.loads(text)
         data["seeds"] = tuple(data.get("seeds", ()))
         data["elite"] = tuple(data.get("elite", ()))
+        if (rc := data.get("screen_confirm")) is not None:
+            rc["by_generation"] = tuple(tuple(g) for g in rc.get("by_generation", ()))
+            data["screen_confirm"] = RankCorrelation(**rc)
+        data["kept"] = tuple(
+            KeptChange(**{**k, "test": StatTest(k["test"])}) for k in data.get("kept", ())
+        )
         return cls(**data)
 
 
@@ -359,3 +397,4 @@ class SeedPlan:
     confirm: tuple[int, ...]
     final: tuple[int, ...]
     recheck: int
+    extra: tuple[int, ...] = ()  # a close call's further seeds, one at a time (--max-seeds)

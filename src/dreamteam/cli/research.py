@@ -44,6 +44,7 @@ def run(
     generations: opt.GenerationsOpt = None,
     fidelity: opt.FidelityOpt = None,
     seeds: opt.SeedsOpt = None,
+    max_seeds: opt.MaxSeedsOpt = None,
     final_fidelity: opt.FinalFidelityOpt = None,
     workers: opt.WorkersOpt = None,
     executor: opt.ExecutorOpt = None,

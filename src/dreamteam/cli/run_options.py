@@ -76,6 +76,18 @@ SeedsOpt = Annotated[
     int | None,
     typer.Option("--seeds", min=2, help=_help("Seeds per confirmation (>= 2).", "seeds")),
 ]
+MaxSeedsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-seeds",
+        min=1,
+        help=_help(
+            "Seeds a close call may grow to, one at a time, before it is judged "
+            "(at most --seeds: no extra seeds).",
+            "max_seeds",
+        ),
+    ),
+]
 WorkersOpt = Annotated[
     int | None,
     typer.Option("--workers", min=1, help=_help("Trials trained at once.", "workers")),

@@ -46,15 +46,17 @@ class Trials:
         fidelity: str,
         seeds: Sequence[int],
         settled: Callable[[], bool] = lambda: True,
+        keep: bool = True,
     ) -> None:
         """Run every missing (candidate, seed) trial at `fidelity`, storing each as it ends.
 
         `candidates` may still be arriving (proposals being answered): each one's trials start
         as soon as it arrives. Outcomes follow in arrival order once `settled()` (see above).
         Raises DiskFullError after the trials in flight when the disk ran out under one.
+        `keep=False`: keep no weights (a close call's extra seed must not replace them).
         """
         # the weights of each candidate's first confirmation are kept, for `dreamteam sample`
-        keep = fidelity == self.config.fidelity
+        keep = keep and fidelity == self.config.fidelity
         order: list[tuple[CandidateRecord, int]] = []  # outcomes to apply, in this order
         persona: dict[str, str] = {}
         full = False

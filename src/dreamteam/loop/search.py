@@ -32,6 +32,7 @@ from dreamteam.errors import ConfigError, StoreError
 from dreamteam.execute.jobs import Executor
 from dreamteam.loop.measure import Trials
 from dreamteam.loop.plan import BASELINE_ID, seed_plan
+from dreamteam.loop.seeds import confirm_finalists
 from dreamteam.loop.summary import Figures, closing_summary, results_lines
 from dreamteam.personas import Persona, PersonaLibrary
 from dreamteam.propose.overlap import Arrivals, Turn, waits_on_network
@@ -74,9 +75,8 @@ class Search:
         self.screen_seed = plan.screen
         self.confirm_seeds, self.final_seeds = plan.confirm, plan.final
         self.noise_sd = 0.0
-        self.standing = Judge(store, config, BASELINE_ID, self.confirm_seeds, plan.recheck)
+        self.standing = Judge(store, config, BASELINE_ID, plan.confirm, plan.recheck, plan.extra)
         self.limits = Limits(config.budget_minutes, config.budget_tokens, config.budget_cost)
-        self._elite: list[str] = []  # as it stood after the last finished generation
         check_prices((a.name for a in agents.agents()), self.limits, config.prices)
         self.meter = Meter(self.limits, config.prices, *store.usage())  # resumed: spent before
         self.agents = metered(agents, self.meter)  # no call starts once tokens or cost run out
@@ -103,8 +103,7 @@ class Search:
         for http in http_agents(self._team):
             http.listen(None)  # a script may reuse the team in another search
         self._team.close()
-        close = getattr(self.executor, "close", None)
-        if close is not None:
+        if (close := getattr(self.executor, "close", None)) is not None:
             close()
 
     # -- budgets and progress -------------------------------------------------------------
@@ -123,7 +122,6 @@ class Search:
         if stored is not None and done is not None and done.finished is not None:
             est = self.trials.estimate(BASELINE_ID, self.config.fidelity, self.confirm_seeds)
             self.noise_sd = est.sd if est else 0.0
-            self._elite = self.store.elite(0)
             return stored  # resumed: generation 0 stands as stored
         if stored is None:
             files = self.task.baseline_files()
@@ -150,7 +148,6 @@ class Search:
         self.noise_sd = est.sd
         note = f"noise sd {est.sd:.4f} at {self.config.fidelity}"
         self.store.finish_generation(0, BASELINE_ID, [], note, self._judge_elite())
-        self._elite = self.store.elite(0)
         return self.store.candidate(BASELINE_ID) or stored
 
     def _generation(self, number: int, parent: CandidateRecord, rescued: str) -> CandidateRecord:
@@ -162,13 +159,12 @@ class Search:
         stop_if_unanswered(number, self.proposer.calls.get(number, []), self.store.run_dir)
         fresh += self._repair(number, proposals, steering)
         promoted = self._promote(parent, fresh)
-        finalists = [self.store.candidate(cid) for cid in promoted]
-        self.trials.measure([f for f in finalists if f], self.config.fidelity, self.confirm_seeds)
-        best, note = self._select(parent, promoted, rescued)
+        finalists = [f for cid in promoted if (f := self.store.candidate(cid))]
+        close = confirm_finalists(self.trials, self.standing, parent, finalists)  # loop/seeds.py
+        best, note = self._select(parent, promoted, "; ".join(filter(None, [rescued, close])))
         lines = results_lines(self.store, number, self.config.screen_fidelity, self.screen_seed)
         self.store.write_results(number, lines)
         self.store.finish_generation(number, best.id, promoted, note, self._judge_elite())
-        self._elite = self.store.elite(number)
         self.on_event(Event("generation", best.id, best.persona, note))
         return best
 
@@ -292,7 +288,7 @@ class Search:
         self, parent: CandidateRecord, promoted: Sequence[str], rescued: str
     ) -> tuple[CandidateRecord, str]:
         """The finalist that beats the parent beyond the noise under the objective, else the
-        parent; the note says which, and how the elite changed the parent (`rescued`)."""
+        parent; the note says which, after `rescued` (the elite's takeover, the close calls)."""
         picked = self.standing.select(parent.id, promoted)
         best = self.store.candidate(picked[0]) if picked else None
         if picked is None or best is None:
@@ -338,7 +334,6 @@ class Search:
                 f"generation {number} of {self.store.run_dir} names a best candidate "
                 f"{g.best!r} the store does not hold: the store is damaged"
             )
-        self._elite = self.store.elite(number)
         return best
 
     # -- the whole run --------------------------------------------------------------------
@@ -397,4 +392,4 @@ class Search:
         figures = Figures(
             best, c.mean, b.mean, cmp, fidelity, tuple(seeds), self.task.iterations(fidelity)
         )
-        return closing_summary(self.store, figures, stopped, self._elite, self.spend())
+        return closing_summary(self.store, figures, stopped, self.standing, self.spend())

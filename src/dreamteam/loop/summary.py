@@ -3,11 +3,13 @@ summary, with the candidates' status counts read from the store."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dreamteam.loop.plan import seed_plan
 from dreamteam.propose.watch import agent_failures
 from dreamteam.records import CandidateKind, CandidateRecord, RunSummary, Spend
+from dreamteam.select.evidence import kept_changes, screen_confirm
+from dreamteam.select.judge import Judge
 from dreamteam.select.rules import Comparison
 from dreamteam.store import RunStore
 
@@ -46,10 +48,14 @@ def status_counts(store: RunStore) -> dict[str, int]:
 
 
 def closing_summary(
-    store: RunStore, f: Figures, stopped: str, elite: Sequence[str], spend: Spend
+    store: RunStore, f: Figures, stopped: str, judge: Judge, spend: Spend
 ) -> RunSummary:
-    """The run's summary: what its closing lines print and the report shows."""
+    """The run's summary: what its closing lines print and the report shows, with what the
+    run's trials say about its own search (select/evidence.py)."""
     statuses = status_counts(store)
+    finished = [g.number for g in store.generations() if g.finished]
+    elite = store.elite(max(finished)) if finished else []  # as the last generation left it
+    screen = seed_plan(judge.config).screen
     proposals = [c for c in store.candidates() if c.kind != CandidateKind.BASELINE]
     return RunSummary(
         f.best.id,
@@ -69,4 +75,6 @@ def closing_summary(
         f.comparison.better,
         agent_failures(proposals),
         f.steps,
+        screen_confirm(store, judge, judge.config.screen_fidelity, screen),
+        kept_changes(store, judge, (f.best.id, f.fidelity, f.seeds)),
     )

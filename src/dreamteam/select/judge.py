@@ -23,6 +23,7 @@ from dreamteam.select.rules import (
     Objective,
     Sample,
     Verdict,
+    judge,
     measure,
     pick_best,
     rank_elite,
@@ -46,11 +47,12 @@ class Judge:
         baseline: str,
         confirm_seeds: Sequence[int],
         recheck_seed: int,
+        extra_seeds: Sequence[int] = (),
     ):
         self.store, self.config = store, config
         self.objective = objective_of(config)
         self.baseline, self.confirm_seeds = baseline, tuple(confirm_seeds)
-        self.recheck_seed = recheck_seed
+        self.recheck_seed, self.extra_seeds = recheck_seed, tuple(extra_seeds)
 
     def _sample(self, candidate: str, seed: int) -> Sample | None:
         t = self.store.trial(candidate, self.config.fidelity, seed)
@@ -59,13 +61,37 @@ class Judge:
         return Sample(t.val_loss, t.bpb, t.train_seconds)
 
     def measured(self, candidate: str, *, recheck: bool = True) -> Measured | None:
-        """The candidate's estimates; None unless every seed it has trained on succeeded."""
+        """The candidate's estimates over its confirmation seeds and the extra seeds of a
+        close call it trained on; None unless every seed it has trained on succeeded."""
         samples = [self._sample(candidate, s) for s in self.confirm_seeds]
+        samples += [self._sample(candidate, s) for s in self.trained(candidate, self.extra_seeds)]
         if recheck and self.store.trial(candidate, self.config.fidelity, self.recheck_seed):
             samples.append(self._sample(candidate, self.recheck_seed))
         if any(s is None for s in samples):
             return None
         return measure(self.objective, [s for s in samples if s is not None])
+
+    def trained(self, candidate: str, seeds: Sequence[int]) -> list[int]:
+        """Those of `seeds` the candidate has a trial on at the confirmation fidelity."""
+        fidelity = self.config.fidelity
+        return [s for s in seeds if self.store.trial(candidate, fidelity, s) is not None]
+
+    def losses(self, candidate: str) -> dict[int, float]:
+        """Seed -> loss of every trial the candidate's figure rests on ({} when unmeasured)."""
+        if self.measured(candidate) is None:
+            return {}
+        seeds = [*self.confirm_seeds, *self.extra_seeds, self.recheck_seed]
+        return {
+            s: x.loss for s in self.trained(candidate, seeds) if (x := self._sample(candidate, s))
+        }
+
+    def verdict(self, parent: str, candidate: str) -> Verdict | None:
+        """The candidate against the parent under the objective; None when either (or the
+        noise) is unmeasured."""
+        noise, current, mine = self.noise(), self.measured(parent), self.measured(candidate)
+        if noise is None or current is None or mine is None:
+            return None
+        return judge(self.objective, mine, current, noise)
 
     def fresh(self, candidate: str) -> Measured | None:
         """The candidate on seeds it was not chosen on: its recheck seed (the baseline was

@@ -154,6 +154,12 @@ def judge(objective: Objective, candidate: Measured, parent: Measured, noise: Me
     return Verdict(better, loss.delta, loss.ci95, time.delta, time.ci95)
 
 
+def close_call(verdict: Verdict) -> bool:
+    """Not better beyond the noise, yet not worse beyond it either: the interval of the
+    difference straddles the threshold, and more seeds may settle it."""
+    return not verdict.better and verdict.delta <= verdict.ci95
+
+
 def pick_best(
     objective: Objective,
     parent: Measured,

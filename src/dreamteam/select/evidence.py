@@ -1,0 +1,115 @@
+"""What a run's own trials say about its search: do screening ranks predict confirmation ranks,
+and how likely is each kept change to be real.
+
+Reads the store through the judge and hands the numbers to the pure functions of
+select/stats.py.
+
+- Screen -> confirm: Spearman's rho between each confirmed candidate's screening loss (one
+  seed at the screening fidelity) and its confirmation mean (every seed of its figure), over
+  the run and per generation (the baseline counts as generation 0's pair).
+- Kept changes: each generation's finalists were compared with its parent, so each is one
+  comparison; a finalist that replaced the parent is a kept change, tested against the parent
+  and against the baseline on the confirmation seeds (paired on the seeds both trained on),
+  and the final best against the baseline on the fresh final seeds. The p-values are one-sided
+  (the change lowers the loss) and adjusted by Holm over every comparison the run made, kept
+  or not: the family-wise error rate holds whatever the dependence between comparisons (they
+  share parents and seeds), and a run makes few enough of them that Holm's power loss is small.
+  The confirmation seeds are the seeds a change was chosen on, so its p-values there flatter
+  it; the final figure's, on fresh seeds, do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dreamteam.records import CandidateKind, KeptChange, RankCorrelation, Status
+from dreamteam.select.judge import Judge
+from dreamteam.select.stats import PValue, holm, improvement_p, spearman
+from dreamteam.store import RunStore
+
+MIN_PAIRS = 3  # Spearman's rho on fewer pairs says nothing
+LOW_RHO = 0.5  # below this, screening ranks are a poor guide to confirmation ranks
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    candidate: str
+    against: str
+    fidelity: str
+    p: PValue
+    kept: bool
+
+
+def screen_confirm(
+    store: RunStore, judge: Judge, screen_fidelity: str, seed: int
+) -> RankCorrelation:
+    """Spearman between screening losses and confirmation means, over the run and per
+    generation (rho None where there are fewer than 3 pairs)."""
+    pairs: dict[int, list[tuple[float, float]]] = {}
+    for c in store.candidates():
+        if c.kind == CandidateKind.DUPLICATE:
+            continue  # its twin's figures: counting them twice would inflate the agreement
+        t = store.trial(c.id, screen_fidelity, seed)
+        m = judge.measured(c.id)
+        if t is None or t.status is not Status.OK or t.val_loss is None or m is None:
+            continue
+        pairs.setdefault(c.generation, []).append((t.val_loss, m.loss.mean))
+    every = [p for g in sorted(pairs) for p in pairs[g]]
+    by_generation = tuple((g, _rho(pairs[g]), len(pairs[g])) for g in sorted(pairs))
+    return RankCorrelation(_rho(every), len(every), by_generation)
+
+
+def _rho(pairs: Sequence[tuple[float, float]]) -> float | None:
+    return spearman([a for a, _ in pairs], [b for _, b in pairs])
+
+
+def is_low(rc: RankCorrelation | None) -> bool:
+    """Whether screening ranks cannot be trusted to predict confirmation ranks in this run."""
+    return rc is None or rc.rho is None or rc.pairs < MIN_PAIRS or rc.rho < LOW_RHO
+
+
+def kept_changes(
+    store: RunStore, judge: Judge, final: tuple[str, str, Sequence[int]]
+) -> tuple[KeptChange, ...]:
+    """Each kept change's p-values, raw and Holm-adjusted over the run's comparisons; `final`
+    is (best, final fidelity, final seeds): the closing figure, tested against the baseline."""
+    comparisons = _generation_comparisons(store, judge)
+    best, fidelity, seeds = final
+    if best != judge.baseline:
+        mine, base = _at(store, best, fidelity, seeds), _at(store, judge.baseline, fidelity, seeds)
+        if (p := improvement_p(mine, base)) is not None:
+            comparisons.append(_Comparison(best, judge.baseline, fidelity, p, True))
+    adjusted = holm([c.p.p for c in comparisons])
+    return tuple(
+        KeptChange(c.candidate, c.against, c.fidelity, c.p.test, c.p.n, c.p.delta, c.p.p, q)
+        for c, q in zip(comparisons, adjusted, strict=True)
+        if c.kept
+    )
+
+
+def _generation_comparisons(store: RunStore, judge: Judge) -> list[_Comparison]:
+    """Every finalist against its generation's parent; a winner also against the baseline."""
+    out = []
+    fidelity = judge.config.fidelity
+    for g in store.generations():
+        if g.number == 0 or not g.finished:
+            continue
+        parent = judge.losses(g.parent)
+        for cid in g.promoted:
+            kept = cid == g.best and g.best != g.parent
+            if (p := improvement_p(judge.losses(cid), parent)) is not None:
+                out.append(_Comparison(cid, g.parent, fidelity, p, kept))
+            if kept and g.parent != judge.baseline:
+                vs_base = improvement_p(judge.losses(cid), judge.losses(judge.baseline))
+                if vs_base is not None:
+                    out.append(_Comparison(cid, judge.baseline, fidelity, vs_base, True))
+    return out
+
+
+def _at(store: RunStore, candidate: str, fidelity: str, seeds: Sequence[int]) -> dict[int, float]:
+    """Seed -> loss of the candidate's successful trials at `fidelity` on `seeds`."""
+    trials = (store.trial(candidate, fidelity, s) for s in seeds)
+    return {
+        t.seed: t.val_loss for t in trials if t and t.status is Status.OK and t.val_loss is not None
+    }

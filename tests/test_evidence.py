@@ -1,0 +1,69 @@
+"""What a run's trials say about its own search (select/evidence.py): the screen -> confirm
+rank correlation and each kept change's p-values, stored with the run summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dreamteam.agents import build_team, parse_model_map
+from dreamteam.agents.factory import Credentials
+from dreamteam.config import RunConfig
+from dreamteam.loop.plan import BASELINE_ID
+from dreamteam.records import RankCorrelation, RunSummary, StatTest
+from dreamteam.select.evidence import is_low
+from dreamteam.store import RunStore
+from dreamteam.tasks import load_task
+from test_search import _Scripted, fake_search
+
+TRAIN = load_task("shakespeare").baseline_files()["train.py"]
+
+
+def _summary(tmp_path: Path) -> tuple[RunSummary, RunStore]:
+    """Three personas raise the learning rate by different amounts; all three are confirmed."""
+    answers = [
+        f"```python\ntrain.py\n{TRAIN.replace('learning_rate = 3e-4', f'learning_rate = {lr}')}```\n"
+        for lr in ("1e-3", "2e-3", "3e-3")
+    ]
+    agent = _Scripted(answers)
+    team = build_team(parse_model_map("offline"), Credentials.from_env({}), offline=lambda: agent)
+    store = RunStore(tmp_path / "run")
+    store.create_run("run", "shakespeare", {}, [])
+    config = RunConfig(
+        generations=1,
+        personas=("archimedes", "aristotle", "ada-lovelace"),
+        fidelity="smoke",
+        promote_fraction=1.0,
+        max_promoted=3,
+        repair=0,
+    )
+    return fake_search(config, store, team).run(), store
+
+
+def test_a_run_stores_its_rank_correlation_and_its_kept_changes(tmp_path: Path) -> None:
+    summary, store = _summary(tmp_path)
+    rc = summary.screen_confirm
+    assert rc is not None and rc.pairs == 4 and rc.rho == 1.0  # the fake scores by lr alone
+    assert rc.by_generation == ((0, None, 1), (1, 1.0, 3))  # the baseline alone in gen 0
+    assert sum(n for _, _, n in rc.by_generation) == rc.pairs
+    assert summary.best != BASELINE_ID and summary.kept
+    final = [k for k in summary.kept if k.candidate == summary.best and k.fidelity == "smoke"]
+    assert final and all(k.against for k in final)
+    for k in summary.kept:
+        assert 0.0 <= k.p <= k.p_holm <= 1.0
+        assert k.test is StatTest.PAIRED and k.n >= 2 and k.delta < 0
+    store.finish_run("done", summary)
+    assert store.summary() == summary  # through JSON and back, records and enums intact
+
+
+def test_a_low_or_unknown_correlation_is_flagged() -> None:
+    assert is_low(None)
+    assert is_low(RankCorrelation(None, 2))
+    assert is_low(RankCorrelation(0.3, 10))
+    assert not is_low(RankCorrelation(0.8, 10))
+
+
+def test_an_old_summary_without_the_new_fields_still_reads() -> None:
+    old = '{"best": "g0-baseline", "persona": "baseline", "val_loss": 6.0, "baseline": 6.0,'
+    old += ' "delta": 0.0, "ci95": 0.0, "fidelity": "low", "seeds": [1, 2], "candidates": 0}'
+    s = RunSummary.from_json(old)
+    assert s.screen_confirm is None and s.kept == ()
