@@ -3,13 +3,18 @@ rank correlation and each kept change's p-values, stored with the run summary.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
+from clirun import dreamteam
 from dreamteam.agents import build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
 from dreamteam.config import RunConfig
 from dreamteam.loop.plan import BASELINE_ID
 from dreamteam.records import RankCorrelation, RunSummary, StatTest
+from dreamteam.report.build import render_report
 from dreamteam.select.evidence import is_low
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
@@ -67,3 +72,39 @@ def test_an_old_summary_without_the_new_fields_still_reads() -> None:
     old += ' "delta": 0.0, "ci95": 0.0, "fidelity": "low", "seeds": [1, 2], "candidates": 0}'
     s = RunSummary.from_json(old)
     assert s.screen_confirm is None and s.kept == ()
+
+
+def test_show_and_the_report_carry_the_statistics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary, store = _summary(tmp_path)
+    store.finish_run("done", summary)
+    entry = {
+        "candidate": summary.best,
+        "fidelity": "smoke",
+        "seeds": [1338, 1339],
+        "parts": [
+            {
+                "label": "learning_rate 0.0003→0.003",
+                "status": "measured",
+                "contribution": {"delta": 0.5, "ci95": 0.02},
+            },
+            {"label": "weight_decay 0.1→0.0", "status": "not separable", "reason": "x < y"},
+        ],
+        "recipe": {
+            "dropped": ["weight_decay 0.1→0.0"],
+            "vs_winner": {"delta": 0.001, "ci95": 0.02},
+        },
+        "carries": "learning_rate 0.0003→0.003",
+    }
+    (store.run_dir / "ablation.json").write_text(json.dumps({summary.best: entry, "junk": 3}))
+    store.close()
+    done = dreamteam(capsys, "show", str(tmp_path / "run"))
+    assert done.code == 0
+    assert "screen->confirm Spearman rho +1.00 over 4 candidates" in done.out
+    assert f"kept: {summary.best} vs g0-baseline at smoke" in done.out
+    html = render_report(RunStore.open_existing(tmp_path / "run"))
+    assert 'id="screen-confirm"' in html and "+1.00" in html
+    assert 'id="kept-changes"' in html and "one-sided paired t" in html
+    assert "carries the gain" in html and "x &lt; y" in html  # escaped
+    assert "leaves out <code>weight_decay 0.1→0.0</code>" in html

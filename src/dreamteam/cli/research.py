@@ -21,10 +21,12 @@ from dreamteam.cli.progress import Progress, choose_mode
 from dreamteam.config import RunConfig, config_from_dict, load_run_config
 from dreamteam.errors import ConfigError, StoreError
 from dreamteam.loop.build import build_search, conclude, writing
-from dreamteam.loop.plan import BASELINE_ID
+from dreamteam.loop.plan import BASELINE_ID, seed_plan
 from dreamteam.propose.allocation import repair_rescue
 from dreamteam.records import CandidateRecord, ChangeKind, RunSummary
 from dreamteam.report import write_report
+from dreamteam.select.evidence import describe_correlation, describe_kept, run_evidence
+from dreamteam.select.judge import Judge
 from dreamteam.store import RunStore, list_runs
 
 runs_app = typer.Typer(help="Runs on this machine.", no_args_is_help=True)
@@ -147,6 +149,7 @@ def _print_summary(summary: RunSummary, report: Path) -> None:
     if summary.agent_failures:
         faults = ", ".join(f"{fault} {n}" for fault, n in summary.agent_failures.items())
         console.print(f"agent failures: {faults} (reasons: dreamteam show {report.parent})")
+    console.print(describe_correlation(summary.screen_confirm), markup=False)
     print(
         f"best: {summary.best} {summary.persona} val_loss={summary.val_loss:.4f} "
         f"baseline={summary.baseline:.4f} delta={summary.delta:+.4f} ci95={summary.ci95:.4f} "
@@ -203,6 +206,17 @@ def show(
     for g in store.generations():
         console.print(f"gen {g.number}: {g.note}")
     _show_allocation(store)
+    _show_evidence(store, config_from_dict(info.config))
+
+
+def _show_evidence(store: RunStore, cfg: RunConfig) -> None:
+    """The screen->confirm rank correlation (one line) and each kept change's p-values."""
+    plan = seed_plan(cfg)
+    judge = Judge(store, cfg, BASELINE_ID, plan.confirm, plan.recheck, plan.extra)
+    rc, kept = run_evidence(store, judge, plan.screen)
+    console.print(describe_correlation(rc), markup=False)
+    for k in kept:
+        console.print(f"kept: {describe_kept(k)}", markup=False)
 
 
 def _show_change_kinds(candidates: Sequence[CandidateRecord]) -> None:

@@ -2,7 +2,7 @@
 
     RunStore ─► gather() ─► ReportData (overview, headline, candidates, personas and modes,
                                         allocation, repair rescue, funnel, lineage,
-                                        generations, steering)
+                                        generations, steering, statistics)
 
 Every number is read from the store or computed here from what it holds; best-vs-baseline
 reuses select/rules.py so it matches the `best:` line of `dreamteam run`.
@@ -33,6 +33,7 @@ from dreamteam.records import (
     SeedPlan,
     SteeringVersion,
 )
+from dreamteam.report.evidence import Statistics, gather_statistics
 from dreamteam.report.tallies import (
     AllocationTable,
     LineageNode,
@@ -107,6 +108,7 @@ class ReportData:
     lineage: tuple[LineageNode, ...]
     generations: tuple[GenerationRecord, ...]
     steering: tuple[SteeringVersion, ...]
+    statistics: Statistics  # rank correlation, kept changes' p-values, ablations
 
     def get(self, candidate_id: str | None) -> CandidateView | None:
         return next((c for c in self.candidates if c.id == candidate_id), None)
@@ -239,4 +241,5 @@ def gather(store: RunStore) -> ReportData:
         lineage=tuple(trace_lineage(views, gens)),
         generations=tuple(gens),
         steering=tuple(store.steering()),
+        statistics=gather_statistics(store, config),
     )

@@ -113,3 +113,42 @@ def _at(store: RunStore, candidate: str, fidelity: str, seeds: Sequence[int]) ->
     return {
         t.seed: t.val_loss for t in trials if t and t.status is Status.OK and t.val_loss is not None
     }
+
+
+def run_evidence(
+    store: RunStore, judge: Judge, screen_seed: int
+) -> tuple[RankCorrelation | None, tuple[KeptChange, ...]]:
+    """The stored summary's evidence once the run has one; while it runs, derived the same
+    way from the trials so far (the final figure, not measured yet, left out)."""
+    summary = store.summary()
+    if summary is not None and summary.screen_confirm is not None:
+        return summary.screen_confirm, summary.kept
+    rc = screen_confirm(store, judge, judge.config.screen_fidelity, screen_seed)
+    return rc, kept_changes(store, judge, (judge.baseline, "", ()))
+
+
+def describe_correlation(rc: RankCorrelation | None) -> str:
+    """One line: rho and its pairs, and a warning when screening ranks do not predict
+    confirmation ranks here."""
+    if rc is None:
+        return "screen->confirm: not stored (a run from before it was measured)"
+    per = ", ".join(f"gen {g} {_fmt(r)} ({n})" for g, r, n in rc.by_generation if n >= MIN_PAIRS)
+    line = f"screen->confirm Spearman rho {_fmt(rc.rho)} over {rc.pairs} candidates"
+    line += f" (per generation: {per})" if per else ""
+    if rc.rho is None or rc.pairs < MIN_PAIRS:
+        return line + ": too few pairs to say whether screening ranks predict confirmation"
+    if rc.rho < LOW_RHO:
+        return line + ": low, screening ranks do not predict confirmation ranks here"
+    return line
+
+
+def describe_kept(k: KeptChange) -> str:
+    """One line per kept change: its delta, raw and Holm-adjusted p, test and seeds."""
+    return (
+        f"{k.candidate} vs {k.against} at {k.fidelity}: delta {k.delta:+.4f}, "
+        f"p={k.p:.3g} (Holm {k.p_holm:.3g}; one-sided {k.test}, n={k.n})"
+    )
+
+
+def _fmt(rho: float | None) -> str:
+    return "n/a" if rho is None else f"{rho:+.2f}"
