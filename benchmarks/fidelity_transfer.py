@@ -1,0 +1,173 @@
+"""Do cheap fidelities rank candidates the way the real budget does?
+
+Builds distinct candidates from the offline catalogue (agents/techniques.py): single techniques
+and small stacks applied to the built-in task's baseline, each drawn with its own fixed seed
+and passed through the static checks. Every candidate and the baseline train at each screening
+fidelity (default `smoke`, `low`, `medium`); the best few at the last of them, plus the
+baseline, train at the final fidelity (default `full`). Every figure is scored as a candidate
+is, through `dreamteam.evaluate_files` (the sandboxed trial and the harness's whole-split loss).
+
+Printed: each candidate's loss per fidelity, Spearman's rho between each pair of fidelities
+(over the candidates measured at both), and for each screening fidelity whether its winner is
+still the winner at the final fidelity (among the candidates measured there).
+
+    python benchmarks/fidelity_transfer.py [--fidelities smoke,low,medium] [--final full]
+        [--candidates 16] [--top 3] [--seed 1337] [--quick]
+
+`--quick`: 4 candidates at `smoke`, the best 2 and the baseline at `low`. One seed per figure:
+the ranks carry seed noise (about 0.02-0.08 nats at `full`, see the README), so a pair of
+candidates closer than that may swap between fidelities for no other reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+from collections.abc import Sequence
+
+from dreamteam import evaluate_files, load_task, settings_from_env
+from dreamteam.agents.techniques import technique
+from dreamteam.harness.checks import check_candidate
+from dreamteam.select.stats import spearman
+from dreamteam.tasks import Task
+
+SINGLES = (
+    "cosine_schedule",
+    "tune_lr",
+    "weight_decay",
+    "adam_betas",
+    "grad_clip",
+    "rmsnorm",
+    "relu_squared",
+    "rope",
+    "swiglu",
+    "qk_norm",
+    "untie_head",
+    "zero_init_proj",
+    "label_smoothing",
+    "z_loss",
+    "muon",
+)
+STACKS = (
+    ("cosine_schedule", "tune_lr"),
+    ("cosine_schedule", "grad_clip"),
+    ("rmsnorm", "swiglu"),
+    ("rope", "qk_norm"),
+    ("cosine_schedule", "tune_lr", "rmsnorm"),
+)
+Files = dict[str, str]
+
+
+def candidates(task: Task, count: int) -> list[tuple[str, Files]]:
+    """Up to `count` distinct, checked candidates: stacks first (they differ most), then
+    singles; each technique drawn with a seed of its own name, so the set is the same every
+    time."""
+    base = task.baseline_files()
+    out: list[tuple[str, Files]] = []
+    seen = {_key(base)}
+    for names in (*STACKS, *((n,) for n in SINGLES)):
+        files = _stack(base, names)
+        if files is None or _key(files) in seen or not check_candidate(files, task).ok:
+            continue
+        seen.add(_key(files))
+        out.append(("+".join(names), files))
+    return out[:count]
+
+
+def _stack(base: Files, names: Sequence[str]) -> Files | None:
+    files = dict(base)
+    for name in names:
+        t = technique(name)
+        if not t.applies(files):
+            return None
+        try:
+            files = t.apply(files, random.Random(name))
+        except Exception:  # a technique that cannot edit these files: not a candidate
+            return None
+    return files
+
+
+def _key(files: Files) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(files.items()))
+
+
+def measure(
+    task: Task, named: Sequence[tuple[str, Files]], fidelity: str, seed: int
+) -> dict[str, float]:
+    """Each candidate's harness loss at `fidelity` on `seed` (failed trials left out)."""
+    settings = settings_from_env(os.environ)
+    losses = {}
+    for name, files in named:
+        result = evaluate_files(task, files, fidelity, [seed], settings)[0]
+        shown = f"{result.val_loss:.4f}" if result.val_loss is not None else str(result.status)
+        print(f"  {fidelity:>6} {name}: {shown}", flush=True)
+        if result.val_loss is not None:
+            losses[name] = result.val_loss
+    return losses
+
+
+def winner(losses: dict[str, float]) -> str:
+    return min(losses, key=lambda n: (losses[n], n))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fidelities", default="smoke,low,medium", help="screening levels")
+    parser.add_argument("--final", default="full", help="the level the real budget is")
+    parser.add_argument("--candidates", type=int, default=16)
+    parser.add_argument("--top", type=int, default=3, help="candidates trained at --final")
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--quick", action="store_true", help="4 candidates, smoke then low")
+    args = parser.parse_args()
+    levels = ["smoke"] if args.quick else [f for f in args.fidelities.split(",") if f]
+    final = "low" if args.quick else args.final
+    count, top = (4, 2) if args.quick else (args.candidates, args.top)
+    task = load_task("shakespeare")
+    unknown = [f for f in [*levels, final] if f not in task.fidelity]
+    if unknown or not levels:
+        sys.exit(
+            f"error: unknown fidelity {unknown[0] if unknown else '(none)'}: use "
+            f"{', '.join(task.fidelity)}"
+        )
+    named = [("baseline", task.baseline_files()), *candidates(task, count)]
+    print(f"{len(named) - 1} candidates + baseline; seed {args.seed}; levels {levels} -> {final}")
+    by_level = {f: measure(task, named, f, args.seed) for f in levels}
+    last = by_level[levels[-1]]
+    best = sorted((n for n in last if n != "baseline"), key=lambda n: last[n])[:top]
+    by_level[final] = measure(
+        task, [c for c in named if c[0] in {*best, "baseline"}], final, args.seed
+    )
+    report(task, by_level, levels, final)
+
+
+def report(
+    task: Task, by_level: dict[str, dict[str, float]], levels: list[str], final: str
+) -> None:
+    """The rank correlations and whether each screening winner still wins at `final`."""
+    every = [*levels, final]
+    print("\nSpearman rho between fidelities (candidates measured at both, baseline included):")
+    for i, a in enumerate(every):
+        for b in every[i + 1 :]:
+            shared = sorted(set(by_level[a]) & set(by_level[b]))
+            rho = spearman([by_level[a][n] for n in shared], [by_level[b][n] for n in shared])
+            shown = "n/a (under 3 pairs)" if rho is None else f"{rho:+.3f}"
+            print(
+                f"  {a} ({task.iterations(a)} steps) vs {b} ({task.iterations(b)} steps): "
+                f"rho {shown} over {len(shared)}"
+            )
+    top = winner(by_level[final]) if by_level[final] else "-"
+    kept = 0
+    for level in levels:
+        w = winner(by_level[level]) if by_level[level] else "-"
+        same = w == top
+        kept += same
+        print(
+            f"  winner at {level}: {w}; at {final}: {top}; {'still the winner' if same else 'not'}"
+        )
+    print(f"screening winner still the winner at {final}: {kept} of {len(levels)} fidelities")
+
+
+if __name__ == "__main__":
+    main()
