@@ -23,8 +23,10 @@ from test_search import _Scripted, fake_search
 TRAIN = load_task("shakespeare").baseline_files()["train.py"]
 
 
-def _summary(tmp_path: Path) -> tuple[RunSummary, RunStore]:
-    """Three personas raise the learning rate by different amounts; all three are confirmed."""
+def _summary(
+    tmp_path: Path, personas: tuple[str, ...] = ("archimedes", "aristotle", "ada-lovelace")
+) -> tuple[RunSummary, RunStore]:
+    """Each persona raises the learning rate by a different amount; all are confirmed."""
     answers = [
         f"```python\ntrain.py\n{TRAIN.replace('learning_rate = 3e-4', f'learning_rate = {lr}')}```\n"
         for lr in ("1e-3", "2e-3", "3e-3")
@@ -35,7 +37,7 @@ def _summary(tmp_path: Path) -> tuple[RunSummary, RunStore]:
     store.create_run("run", "shakespeare", {}, [])
     config = RunConfig(
         generations=1,
-        personas=("archimedes", "aristotle", "ada-lovelace"),
+        personas=personas,
         fidelity="smoke",
         promote_fraction=1.0,
         max_promoted=3,
@@ -108,3 +110,13 @@ def test_show_and_the_report_carry_the_statistics(
     assert 'id="kept-changes"' in html and "one-sided paired t" in html
     assert "carries the gain" in html and "x &lt; y" in html  # escaped
     assert "leaves out <code>weight_decay 0.1→0.0</code>" in html
+    assert "do not predict confirmation ranks here" not in html  # rho 1.0 on 4 pairs
+
+
+def test_the_report_flags_a_correlation_on_too_few_pairs(tmp_path: Path) -> None:
+    summary, store = _summary(tmp_path, ("archimedes",))
+    assert summary.screen_confirm is not None and summary.screen_confirm.pairs == 2
+    store.finish_run("done", summary)
+    html = render_report(store)
+    assert "too few pairs to say" in html
+    assert "Screening ranks do not predict confirmation ranks here" in html

@@ -16,7 +16,8 @@ import pytest
 
 from dreamteam.agents import build_team, parse_model_map
 from dreamteam.agents.factory import Credentials
-from dreamteam.config import RunConfig
+from dreamteam.config import RunConfig, load_run_config
+from dreamteam.errors import ConfigError
 from dreamteam.execute.jobs import Job
 from dreamteam.loop.build import build_search
 from dreamteam.loop.plan import BASELINE_ID, seed_plan
@@ -129,3 +130,23 @@ def _trials(tmp_path: Path, candidate: str):
         return store.trials(candidate)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_seeds = 0", "--max-seeds must be a whole number, 1 or more"),
+        ('max_seeds = "five"', "max_seeds"),
+    ],
+)
+def test_a_bad_max_seeds_is_a_one_line_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text(f"[run]\n{text}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_run_config(path, {})
+
+
+def test_max_seeds_at_or_below_seeds_means_no_extra_seed() -> None:
+    assert seed_plan(RunConfig(seeds=3, max_seeds=2)).extra == ()
+    assert seed_plan(RunConfig(seeds=3, max_seeds=3)).extra == ()
+    assert load_run_config(None, {"max_seeds": 7}).max_seeds == 7
