@@ -22,7 +22,7 @@ from dreamteam.loop.build import build_search, checked_task
 from dreamteam.loop.search import BASELINE_ID, Search, code_hash
 from dreamteam.personas import load_library
 from dreamteam.propose.team import pick_team
-from dreamteam.records import Status, TrialResult
+from dreamteam.records import Event, Status, TrialResult
 from dreamteam.report.data import gather
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
@@ -67,7 +67,11 @@ class FakeExecutor:
 
 
 def fake_search(
-    config: RunConfig, store: RunStore, agents: AgentTeam, executor: FakeExecutor | None = None
+    config: RunConfig,
+    store: RunStore,
+    agents: AgentTeam,
+    executor: FakeExecutor | None = None,
+    on_event: Callable[[Event], None] = lambda e: None,
 ) -> Search:
     """A search on the built-in task and persona library, trained by a fake executor."""
     return build_search(
@@ -77,6 +81,7 @@ def fake_search(
         library=load_library(),
         agents=agents,
         executor=executor or FakeExecutor(),
+        on_event=on_event,
     )
 
 

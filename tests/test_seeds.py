@@ -19,13 +19,11 @@ from dreamteam.agents.factory import Credentials
 from dreamteam.config import RunConfig, load_run_config
 from dreamteam.errors import ConfigError
 from dreamteam.execute.jobs import Job
-from dreamteam.loop.build import build_search
 from dreamteam.loop.plan import BASELINE_ID, seed_plan
-from dreamteam.personas import load_library
 from dreamteam.records import Event
 from dreamteam.store import RunStore
 from dreamteam.tasks import load_task
-from test_search import FakeExecutor, _Scripted
+from test_search import FakeExecutor, _Scripted, fake_search
 
 TRAIN = load_task("shakespeare").baseline_files()["train.py"]
 # learning rate -> how much lower the loss is than the baseline's
@@ -48,16 +46,7 @@ def _run(tmp_path: Path, lr: str, max_seeds: int, on_event=None) -> tuple[FakeEx
         generations=1, personas=("archimedes",), fidelity="smoke", max_seeds=max_seeds, elite=0
     )
     executor = FakeExecutor(_scorer)
-    search = build_search(
-        config,
-        store,
-        task=load_task("shakespeare"),
-        library=load_library(),
-        agents=team,
-        executor=executor,
-        on_event=on_event or (lambda e: None),
-    )
-    search.run()
+    fake_search(config, store, team, executor, on_event or (lambda e: None)).run()
     return executor, store
 
 
