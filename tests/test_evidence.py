@@ -57,7 +57,7 @@ def test_a_run_stores_its_rank_correlation_and_its_kept_changes(tmp_path: Path) 
     assert final and all(k.against for k in final)
     for k in summary.kept:
         assert 0.0 <= k.p <= k.p_holm <= 1.0
-        assert k.test is StatTest.PAIRED and k.n >= 2 and k.delta < 0
+        assert k.test is StatTest.PAIRED and len(k.seeds) >= 2 and k.delta < 0
     store.finish_run("done", summary)
     assert store.summary() == summary  # through JSON and back, records and enums intact
 

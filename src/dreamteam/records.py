@@ -341,7 +341,7 @@ class KeptChange:
     against: str
     fidelity: str
     test: StatTest
-    n: int  # seeds (pairs, for the paired test)
+    seeds: tuple[int, ...]  # the candidate's seeds in the test (paired: those both share)
     delta: float  # mean loss difference, negative is better
     p: float
     p_holm: float  # adjusted for every comparison the run made
@@ -383,15 +383,15 @@ class RunSummary:
             rc["by_generation"] = tuple(tuple(g) for g in rc.get("by_generation", ()))
             data["screen_confirm"] = RankCorrelation(**rc)
         data["kept"] = tuple(
-            KeptChange(**{**k, "test": StatTest(k["test"])}) for k in data.get("kept", ())
+            KeptChange(**{**k, "test": StatTest(k["test"]), "seeds": tuple(k["seeds"])})
+            for k in data.get("kept", ())
         )
         return cls(**data)
 
 
 @dataclass(frozen=True)
 class SeedPlan:
-    """The seeds of a run: one to screen, some to confirm, fresh ones for the final figure,
-    and one more to recheck a parent before it leads a second generation."""
+    """A run's seeds: to screen, to confirm, the final figure's, a parent's recheck, close calls'."""
 
     screen: int
     confirm: tuple[int, ...]

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dreamteam.records import CandidateKind, KeptChange, RankCorrelation, Status
+from dreamteam.records import CandidateKind, KeptChange, RankCorrelation, StatTest, Status
 from dreamteam.select.judge import Judge
 from dreamteam.select.stats import PValue, holm, improvement_p, spearman
 from dreamteam.store import RunStore
@@ -39,6 +39,7 @@ class _Comparison:
     fidelity: str
     p: PValue
     kept: bool
+    seeds: tuple[int, ...]  # the candidate's seeds in the test (paired: those both share)
 
 
 def screen_confirm(
@@ -78,11 +79,11 @@ def kept_changes(
     best, fidelity, seeds = final
     if best != judge.baseline:
         mine, base = _at(store, best, fidelity, seeds), _at(store, judge.baseline, fidelity, seeds)
-        if (p := improvement_p(mine, base)) is not None:
-            comparisons.append(_Comparison(best, judge.baseline, fidelity, p, True))
+        if (c := _compared(best, judge.baseline, fidelity, mine, base, True)) is not None:
+            comparisons.append(c)
     adjusted = holm([c.p.p for c in comparisons])
     return tuple(
-        KeptChange(c.candidate, c.against, c.fidelity, c.p.test, c.p.n, c.p.delta, c.p.p, q)
+        KeptChange(c.candidate, c.against, c.fidelity, c.p.test, c.seeds, c.p.delta, c.p.p, q)
         for c, q in zip(comparisons, adjusted, strict=True)
         if c.kept
     )
@@ -90,7 +91,7 @@ def kept_changes(
 
 def _generation_comparisons(store: RunStore, judge: Judge) -> list[_Comparison]:
     """Every finalist against its generation's parent; a winner also against the baseline."""
-    out = []
+    out: list[_Comparison | None] = []
     fidelity = judge.config.fidelity
     for g in store.generations():
         if g.number == 0 or not g.finished:
@@ -98,13 +99,28 @@ def _generation_comparisons(store: RunStore, judge: Judge) -> list[_Comparison]:
         parent = judge.losses(g.parent)
         for cid in g.promoted:
             kept = cid == g.best and g.best != g.parent
-            if (p := improvement_p(judge.losses(cid), parent)) is not None:
-                out.append(_Comparison(cid, g.parent, fidelity, p, kept))
+            mine = judge.losses(cid)
+            out.append(_compared(cid, g.parent, fidelity, mine, parent, kept))
             if kept and g.parent != judge.baseline:
-                vs_base = improvement_p(judge.losses(cid), judge.losses(judge.baseline))
-                if vs_base is not None:
-                    out.append(_Comparison(cid, judge.baseline, fidelity, vs_base, True))
-    return out
+                base = judge.losses(judge.baseline)
+                out.append(_compared(cid, judge.baseline, fidelity, mine, base, True))
+    return [c for c in out if c is not None]
+
+
+def _compared(
+    candidate: str,
+    against: str,
+    fidelity: str,
+    mine: dict[int, float],
+    theirs: dict[int, float],
+    kept: bool,
+) -> _Comparison | None:
+    """One comparison, or None when the seeds are too few for a test."""
+    p = improvement_p(mine, theirs)
+    if p is None:
+        return None
+    shared = set(mine) & set(theirs) if p.test is StatTest.PAIRED else set(mine)
+    return _Comparison(candidate, against, fidelity, p, kept, tuple(sorted(shared)))
 
 
 def _at(store: RunStore, candidate: str, fidelity: str, seeds: Sequence[int]) -> dict[int, float]:
@@ -146,8 +162,12 @@ def describe_kept(k: KeptChange) -> str:
     """One line per kept change: its delta, raw and Holm-adjusted p, test and seeds."""
     return (
         f"{k.candidate} vs {k.against} at {k.fidelity}: delta {k.delta:+.4f}, "
-        f"p={k.p:.3g} (Holm {k.p_holm:.3g}; one-sided {k.test}, n={k.n})"
+        f"p={k.p:.3g} (Holm {k.p_holm:.3g}; one-sided {k.test} on seeds {_span(k.seeds)})"
     )
+
+
+def _span(seeds: Sequence[int]) -> str:
+    return ", ".join(str(s) for s in seeds)
 
 
 def _fmt(rho: float | None) -> str:
