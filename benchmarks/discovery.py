@@ -102,7 +102,9 @@ def report(best: str, losses: dict[str, dict[int, float]], fidelity: str, steps:
     cmp = compare(c, b, 0.0)
     p = paired_p(losses.get(best, {}), losses["baseline"])
     print(f"baseline {b.mean:.4f} ± {b.sd:.4f}, {best} {c.mean:.4f} ± {c.sd:.4f} (n={c.n})")
-    if p is not None and best != BASELINE_ID:
+    if best == BASELINE_ID:
+        print("the search kept the baseline: no change to measure (delta 0 by definition)")
+    elif p is not None:
         print(f"one-sided paired t: p={p.p:.3g} over {p.n} seeds")
     print(
         f"discovery: delta={cmp.delta:+.4f} ci95={cmp.ci95:.4f} fidelity={fidelity} steps={steps}"
