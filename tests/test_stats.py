@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dreamteam.records import StatTest
+from dreamteam.select.rules import Verdict, close_call
 from dreamteam.select.stats import (
     holm,
     improvement_p,
@@ -127,3 +128,13 @@ def test_holm_by_hand() -> None:
     # sorted 0.01, 0.03, 0.04: 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> kept at 0.06
     assert holm([0.04, 0.01, 0.03]) == pytest.approx([0.06, 0.03, 0.06])
     assert holm([]) == []
+
+
+@given(
+    st.floats(min_value=-1, max_value=1),
+    st.floats(min_value=0, max_value=1),
+)
+def test_a_close_call_is_neither_a_win_nor_a_clear_loss(delta: float, ci: float) -> None:
+    verdict = Verdict(delta < -ci, delta, ci, 0.0, 0.0)
+    assert close_call(verdict) == (-ci <= delta <= ci)
+    assert not (close_call(verdict) and verdict.better)
