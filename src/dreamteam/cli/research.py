@@ -194,9 +194,9 @@ def show(
     store = RunStore.open_existing(resolve_run(run))
     info = store.run_info()
     rows = leaderboard.ranked(store, info.config)
-    wide = console.width >= leaderboard.WIDE
-    console.print(leaderboard.table(rows, info.config, f"run {store.run_dir.name}", wide))
-    for line in leaderboard.notes(rows, wide):
+    board, lines = leaderboard.view(rows, info.config, f"run {store.run_dir.name}", console)
+    console.print(board)
+    for line in lines:
         console.print(line, markup=False)
     _show_change_kinds(store.candidates())
     for g in store.generations():

@@ -107,6 +107,7 @@ class ReportData:
     lineage: tuple[LineageNode, ...]
     generations: tuple[GenerationRecord, ...]
     steering: tuple[SteeringVersion, ...]
+    figures: tuple[str, ...] = ()  # the secondary figures any trial has: a column each
 
     def get(self, candidate_id: str | None) -> CandidateView | None:
         return next((c for c in self.candidates if c.id == candidate_id), None)
@@ -239,4 +240,5 @@ def gather(store: RunStore) -> ReportData:
         lineage=tuple(trace_lineage(views, gens)),
         generations=tuple(gens),
         steering=tuple(store.steering()),
+        figures=tuple(dict.fromkeys(k for v in views for t in v.trials for k in t.figures)),
     )
