@@ -71,8 +71,9 @@ class ObjectiveName(StrEnum):
 class Event:
     """Progress for displays: what happened, to which candidate."""
 
-    # start | proposed | started | trial | generation | best | rescue | final, and for agent
-    # calls: agents (a first request's warning) | asking | retry | answered | failed
+    # start | proposed | started | trial | generation | best | rescue | final, report (the
+    # live report.html could not be written), and for agent calls: agents (a first
+    # request's warning) | asking | retry | answered | failed
     kind: str
     candidate: str = ""
     persona: str = ""

@@ -107,7 +107,7 @@ def run(
         _print_start(store.run_dir, cfg, [p.slug for p in search.team])
         with progress:
             summary = conclude(search)
-        _print_summary(summary, write_report(store, store.run_dir / "report.html"))
+        _print_summary(summary, _report_of(store))  # the search wrote its final page
     if ablate and summary.best != BASELINE_ID:  # after the lock: ablate only reads the run
         ablate_run(store.run_dir, summary.best, None, None)
 
