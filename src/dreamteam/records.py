@@ -8,7 +8,7 @@ and the events a display is told. Pure data: nothing here imports another dreamt
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
@@ -78,8 +78,9 @@ class StatTest(StrEnum):
 class Event:
     """Progress for displays: what happened, to which candidate."""
 
-    # start | proposed | started | trial | generation | best | rescue | final, and for agent
-    # calls: agents (a first request's warning) | asking | retry | answered | failed
+    # start | proposed | started | trial | generation | best | rescue | final, report (the
+    # live report.html could not be written), and for agent calls: agents (a first
+    # request's warning) | asking | retry | answered | failed
     kind: str
     candidate: str = ""
     persona: str = ""
@@ -236,6 +237,7 @@ class TrialRecord:
     steps: int
     iters: int
     n_params: int
+    figures: Mapping[str, float] = field(default_factory=dict)  # as TrialResult.figures
 
     @property
     def disk_full(self) -> bool:
@@ -263,6 +265,9 @@ class TrialResult:
     log: str = ""
     layers: tuple[str, ...] = ()
     metrics: dict[str, float] = field(default_factory=dict)  # a harness-file task's figures
+    # the figures beside the objective, as stored and shown: `bpb` for the language model,
+    # the other keys of score() (e.g. `accuracy`) for a task with a harness file
+    figures: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -272,6 +277,15 @@ class TrialResult:
     def disk_full(self) -> bool:
         """The machine's disk, not the candidate, ended this trial."""
         return self.status is Status.CRASHED and self.reason.startswith(DISK_FULL)
+
+
+def mean_figures(trials: Iterable[TrialRecord]) -> dict[str, float]:
+    """Each secondary figure averaged over the trials that have it, in first-seen order."""
+    values: dict[str, list[float]] = {}
+    for t in trials:
+        for name, value in t.figures.items():
+            values.setdefault(name, []).append(value)
+    return {name: sum(v) / len(v) for name, v in values.items()}
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,7 @@ def run_trials(
         text = f"seed {result.seed}: {result.status}"
         if result.ok:
             text += f" val_loss={result.val_loss:.4f}"
-            figures = result.metrics or ({"bpb": result.bpb} if result.bpb is not None else {})
-            text += "".join(f" {k}={v:.4f}" for k, v in figures.items() if k != task.objective)
+            text += "".join(f" {k}={v:.4f}" for k, v in result.figures.items())
             text += f" train={result.train_seconds:.1f}s eval={result.eval_seconds:.1f}s"
         console.print(text)
 
@@ -73,7 +72,7 @@ def print_summary(results: list[TrialResult]) -> None:
     """The contract's closing lines: status, then val_loss and bpb, or reason.
 
     val_loss is the task's objective; a task with a harness file prints each figure of its
-    score() first (e.g. `loss:` and `accuracy:`), and `bpb: nan` since it has no bytes.
+    score() first (e.g. `loss:` and `accuracy:`), and no `bpb:` line: it has no bytes.
     """
     ok = [r for r in results if r.ok]
     if len(ok) < len(results):
@@ -91,8 +90,8 @@ def print_summary(results: list[TrialResult]) -> None:
         print(f"{name}: {statistics.fmean(r.metrics[name] for r in ok):.6f}")
     print("status: ok")
     print(f"val_loss: {statistics.fmean(losses):.6f}")
-    # the contract's last line; a task that is not a language model has no bits per byte
-    print(f"bpb: {statistics.fmean(bpbs):.6f}" if bpbs else "bpb: nan")
+    if bpbs:  # the language model's last line; another task has no bits per byte
+        print(f"bpb: {statistics.fmean(bpbs):.6f}")
 
 
 def train(

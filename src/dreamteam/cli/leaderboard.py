@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich import box
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from dreamteam.config import RunConfig
-from dreamteam.records import CandidateRecord, ChangeKind
+from dreamteam.records import CandidateRecord, ChangeKind, mean_figures
 from dreamteam.store import RunStore
 
 CELL = 70  # characters of a reason or summary in the table; longer ones follow it whole
@@ -28,6 +30,7 @@ class Row:
     candidate: CandidateRecord
     screen: tuple[float, ...]
     confirm: tuple[float, ...]
+    figures: Mapping[str, float] = field(default_factory=dict)  # confirmed means, else screening
 
     @property
     def key(self) -> tuple[int, float, int]:
@@ -53,13 +56,27 @@ def ranked(store: RunStore, config: Mapping[str, object]) -> list[Row]:
         trials = store.trials(c.id)
         screen = [t.val_loss for t in trials if t.fidelity == screen_at]
         confirm = [t.val_loss for t in trials if t.fidelity == confirm_at]
-        rows.append(Row(c, tuple(v for v in screen if v), tuple(v for v in confirm if v)))
+        confirmed = [t for t in trials if t.fidelity == confirm_at and t.val_loss]
+        figures = mean_figures(confirmed or [t for t in trials if t.fidelity == screen_at])
+        rows.append(Row(c, tuple(v for v in screen if v), tuple(v for v in confirm if v), figures))
     return sorted(rows, key=lambda r: r.key)
 
 
-def table(rows: Sequence[Row], config: Mapping[str, object], title: str, wide: bool) -> Table:
-    """The leaderboard. The id column never wraps or shrinks; a narrow terminal drops the
-    persona (the id names it) and the reasons, which `notes` then prints whole."""
+def figure_names(rows: Sequence[Row]) -> list[str]:
+    """The secondary figures any row has (`accuracy`; `bpb` for a language model)."""
+    return list(dict.fromkeys(name for r in rows for name in r.figures))
+
+
+def table(
+    rows: Sequence[Row],
+    config: Mapping[str, object],
+    title: str,
+    wide: bool,
+    figures: Sequence[str] = (),
+) -> Table:
+    """The leaderboard, with a column per secondary figure named in `figures`. The id column
+    never wraps or shrinks; a narrow terminal drops the persona (the id names it) and the
+    reasons, which `notes` then prints whole."""
     width = max((len(r.candidate.id) for r in rows), default=9)
     t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column("candidate", no_wrap=True, min_width=width)
@@ -69,6 +86,8 @@ def table(rows: Sequence[Row], config: Mapping[str, object], title: str, wide: b
     screen_at, confirm_at = levels(config)
     t.add_column(f"mean@{confirm_at}", no_wrap=True)
     t.add_column(f"loss@{screen_at}", no_wrap=True)
+    for name in figures:
+        t.add_column(name, no_wrap=True)
     t.add_column("change" if wide else "kind", overflow="fold")
     if wide:
         t.add_column("reason / summary", overflow="fold", ratio=1)
@@ -79,6 +98,7 @@ def table(rows: Sequence[Row], config: Mapping[str, object], title: str, wide: b
             c.status or "pending",
             _mean(r.confirm),
             f"{r.screen[0]:.4f}" if r.screen else "-",
+            *(_figure(r.figures.get(name)) for name in figures),
             _kind(c, wide),
         ]
         if wide:
@@ -86,6 +106,27 @@ def table(rows: Sequence[Row], config: Mapping[str, object], title: str, wide: b
             cells.append(_cut(c.reason or c.summary))
         t.add_row(*cells)
     return t
+
+
+def view(
+    rows: Sequence[Row], config: Mapping[str, object], title: str, console: Console
+) -> tuple[Table, list[str]]:
+    """The table for `console`'s width and the lines under it: each candidate's secondary
+    figures when there is no room for a column per figure, then the `notes`."""
+    wide = console.width >= WIDE
+    figures = figure_names(rows)
+    board = table(rows, config, title, wide, figures)
+    # measured as if the terminal had no edge: a table measured within it always "fits"
+    unbounded = console.options.update_width(10_000)
+    if wide or Measurement.get(console, unbounded, board).maximum <= console.width:
+        return board, notes(rows, wide)
+    lines = [f"figures ({', '.join(figures)}): the confirmed mean, else the screening trial's"]
+    lines += [
+        f"{r.candidate.id}: " + ", ".join(f"{k} {v:.4f}" for k, v in r.figures.items())
+        for r in rows
+        if r.figures
+    ]
+    return table(rows, config, title, wide), lines + notes(rows, wide)
 
 
 def notes(rows: Sequence[Row], wide: bool) -> list[str]:
@@ -116,6 +157,10 @@ def _kind(c: CandidateRecord, wide: bool) -> str:
 def _mean(values: Sequence[float]) -> str:
     """The confirmed mean, marked with its seed count (n=1 rests on one seed)."""
     return f"{statistics.fmean(values):.4f} (n={len(values)})" if values else "-"
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _cut(text: str) -> str:

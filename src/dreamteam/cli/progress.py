@@ -91,6 +91,8 @@ def event_line(event: Event) -> str | None:
         return f"  [yellow]retry[/yellow] {escape(_who(event))} {detail}"
     if event.kind == "agents":
         return f"[yellow]agents:[/yellow] {detail}"
+    if event.kind == "report":
+        return f"[yellow]report:[/yellow] {detail}"
     if event.kind == "trial":
         loss = f" val_loss={event.loss:.4f}" if event.loss is not None else ""
         return f"  [dim]trial {event.candidate} {detail}{loss}[/dim]"

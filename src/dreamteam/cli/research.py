@@ -110,7 +110,7 @@ def run(
         _print_start(store.run_dir, cfg, [p.slug for p in search.team])
         with progress:
             summary = conclude(search)
-        _print_summary(summary, write_report(store, store.run_dir / "report.html"))
+        _print_summary(summary, _report_of(store))  # the search wrote its final page
     if ablate and summary.best != BASELINE_ID:  # after the lock: ablate only reads the run
         ablate_run(store.run_dir, summary.best, None, None)
 
@@ -198,9 +198,9 @@ def show(
     store = RunStore.open_existing(resolve_run(run))
     info = store.run_info()
     rows = leaderboard.ranked(store, info.config)
-    wide = console.width >= leaderboard.WIDE
-    console.print(leaderboard.table(rows, info.config, f"run {store.run_dir.name}", wide))
-    for line in leaderboard.notes(rows, wide):
+    board, lines = leaderboard.view(rows, info.config, f"run {store.run_dir.name}", console)
+    console.print(board)
+    for line in lines:
         console.print(line, markup=False)
     _show_change_kinds(store.candidates())
     for g in store.generations():

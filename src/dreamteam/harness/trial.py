@@ -21,7 +21,7 @@ import numpy as np
 
 from dreamteam.harness.checks import check_candidate
 from dreamteam.harness.sandbox.launcher import Isolation, Limits, run_sandboxed
-from dreamteam.harness.scoring.common import EvalOutcome, process_failure
+from dreamteam.harness.scoring.common import EvalOutcome, Score, process_failure
 from dreamteam.harness.scoring.lm import evaluate_checkpoint
 from dreamteam.harness.scoring.rows import evaluate_rows
 from dreamteam.records import DISK_FULL, Status, TrialResult
@@ -198,7 +198,16 @@ def _trial(
         eval_seconds=score.eval_seconds,
         n_params=score.n_params,
         metrics=dict(score.metrics),
+        figures=_secondary(task, score),
     )
+
+
+def _secondary(task: Task, score: Score) -> dict[str, float]:
+    """The figures beside the objective: bits per byte for the language model, the other
+    keys of a harness file's score() else (a classifier's accuracy; never a bpb)."""
+    if task.is_lm:
+        return {} if score.bpb is None else {"bpb": score.bpb}
+    return {k: v for k, v in score.metrics.items() if k != task.objective}
 
 
 def _evaluate(

@@ -157,4 +157,5 @@ def conclude(search: Search) -> RunSummary:
     finally:
         search.close()
     search.store.finish_run("stopped" if summary.stopped else "done", summary)
+    search.trials.live.final()  # the finished page: no reload, the run's final figures
     return summary

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dreamteam.config import RunConfig
 from dreamteam.execute.jobs import Executor, Job
 from dreamteam.records import CandidateRecord, Event, Status, TrialRecord
+from dreamteam.report.live import LiveReport
 from dreamteam.select.rules import Estimate, estimate
 from dreamteam.store import RunStore
 from dreamteam.store.faults import disk_full
@@ -39,6 +40,8 @@ class Trials:
         emit: Callable[[Event], None],
     ):
         self.config, self.store, self.executor, self.emit = config, store, executor, emit
+        # the run's report.html, rebuilt as trials land, for every way a run is started
+        self.live = LiveReport(store, lambda text: emit(Event("report", detail=text)))
 
     def measure(
         self,
@@ -83,6 +86,7 @@ class Trials:
             )
             if settled():
                 applied = self._apply(order, applied, fidelity)
+            self.live.trial_stored()
         if full:
             raise disk_full(self.store.run_dir)
         self._apply(order, applied, fidelity)

@@ -64,7 +64,7 @@ def history_items(store: RunStore, screen_fidelity: str, screen_seed: int) -> li
     """Every earlier candidate for the prompt's history: its record (what the code changed)
     and what it gave at screening, best first, failures last. Duplicates add nothing new."""
     screen = {
-        t.candidate: t.val_loss
+        t.candidate: t
         for t in store.trials()
         if t.fidelity == screen_fidelity and t.seed == screen_seed and t.val_loss is not None
     }
@@ -72,10 +72,13 @@ def history_items(store: RunStore, screen_fidelity: str, screen_seed: int) -> li
     for c in store.candidates():
         if c.kind in (CandidateKind.BASELINE, CandidateKind.DUPLICATE):
             continue
-        loss, base = screen.get(c.id), screen.get(c.parent or "")
+        mine, parent = screen.get(c.id), screen.get(c.parent or "")
+        loss = mine.val_loss if mine else None
+        base = parent.val_loss if parent else None
         delta = loss - base if loss is not None and base is not None else None
         summary = c.summary if c.status == Status.OK else f"{c.status}: {c.reason[:160]}"
         change = c.record.compact() if c.record is not None else ""
-        items.append(HistoryItem(c.id, c.persona, c.status, loss, delta, summary, change))
+        figures = dict(mine.figures) if mine else {}
+        items.append(HistoryItem(c.id, c.persona, c.status, loss, delta, summary, change, figures))
     items.sort(key=lambda h: (h.val_loss is None, h.val_loss or 0.0))
     return items

@@ -8,7 +8,7 @@ files, the protected constants, the steering text and a history trimmed to a bud
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dreamteam.personas import Persona, PromptView, render_prompt
 from dreamteam.tasks import Task
@@ -27,6 +27,7 @@ class HistoryItem:
     delta: float | None  # against its parent; negative is better
     summary: str  # what the agent said it changed, or why it failed
     change: str = ""  # what the code changed (records.ChangeRecord.compact)
+    figures: Mapping[str, float] = field(default_factory=dict)  # the screening's other figures
 
 
 def task_view(task: Task) -> PromptView:
@@ -91,6 +92,7 @@ def _history_section(items: Sequence[HistoryItem], budget_chars: int) -> str:
     used = sum(len(line) for line in lines)
     for shown, item in enumerate(items):
         loss = f"val_loss {item.val_loss:.4f}" if item.val_loss is not None else item.status
+        loss += "".join(f", {name} {value:.4f}" for name, value in item.figures.items())
         delta = f" ({item.delta:+.4f} vs its parent)" if item.delta is not None else ""
         what = f"{item.change} → " if item.change else ""
         said = f" {item.summary[:200]}" if item.summary else ""

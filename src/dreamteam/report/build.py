@@ -8,7 +8,10 @@ The page loads nothing from anywhere: it can be mailed, archived or opened offli
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +19,13 @@ import jinja2
 
 from dreamteam.report import plots
 from dreamteam.report.data import ReportData, gather
-from dreamteam.report.diffs import highlight_css, render_diff
+from dreamteam.report.diffs import RenderedDiff, highlight_css, render_diff
 from dreamteam.report.tallies import pareto_front
-from dreamteam.report.views import CandidateView, Curve
+from dreamteam.report.views import CandidateView
 from dreamteam.store import RunStore
 from dreamteam.store.faults import os_fault
+
+REFRESH_SECONDS = 15  # how often a live page reloads itself: a rebuild is rarer than that
 
 
 # -- template filters ---------------------------------------------------------------------------
@@ -71,7 +76,7 @@ def _incumbents(data: ReportData) -> list[tuple[int, float]]:
     return line
 
 
-def _curve_inputs(data: ReportData) -> dict[str, tuple[Curve, str, Curve | None]]:
+def _curve_inputs(data: ReportData) -> dict[str, plots.CurveKey]:
     """id -> (curve, mode, parent's curve) for every candidate whose log has a curve."""
     inputs = {}
     for c in data.candidates:
@@ -101,7 +106,24 @@ def _leaderboard(data: ReportData) -> list[CandidateView]:
     )
 
 
-def _context(data: ReportData) -> dict[str, Any]:
+@dataclass
+class Drawn:
+    """What a live report's rebuilds reuse: each candidate's curve plot and highlighted diff
+    do not change once drawn. Each rebuild leaves only what its page shows."""
+
+    curves: dict[plots.CurveKey, str] = field(default_factory=dict)
+    diffs: dict[str, RenderedDiff] = field(default_factory=dict)  # diff text -> its rows
+
+
+def _diffs(data: ReportData, drawn: Drawn) -> dict[str, RenderedDiff]:
+    """id -> highlighted diff, for every candidate with one; highlighting is done once."""
+    texts = {c.id: c.record.diff for c in data.candidates if c.record.diff}
+    kept = {text: drawn.diffs.get(text) or render_diff(text) for text in texts.values()}
+    drawn.diffs = kept
+    return {cid: kept[text] for cid, text in texts.items()}
+
+
+def _context(data: ReportData, drawn: Drawn) -> dict[str, Any]:
     cfg = data.overview.config
     scored = [
         (c.screen.train_seconds, c.screen_loss, c.id)
@@ -117,14 +139,14 @@ def _context(data: ReportData) -> dict[str, Any]:
             "funnel": plots.funnel_plot(data.funnel),
             "pareto": plots.pareto_plot(data.candidates, pareto_front(scored), cfg.screen_fidelity),
         }
-        curves = plots.curve_plots(_curve_inputs(data))
+        curves = plots.curve_plots(_curve_inputs(data), drawn.curves)
     return {
         "d": data,
         "o": data.overview,
         "cfg": cfg,
         "figures": figures,
         "curves": curves,
-        "diffs": {c.id: render_diff(c.record.diff) for c in data.candidates if c.record.diff},
+        "diffs": _diffs(data, drawn),
         "sections": _section_order(data),
         "leaderboard": _leaderboard(data),
         "highlight_css": highlight_css(".diff .src"),
@@ -132,20 +154,45 @@ def _context(data: ReportData) -> dict[str, Any]:
     }
 
 
-def render_report(store: RunStore) -> str:
-    """The report for `store` as one HTML string."""
-    template = _environment().get_template("report.html.j2")
-    return template.render(_context(gather(store)))
+def render_report(store: RunStore, *, live: bool = False, drawn: Drawn | None = None) -> str:
+    """The report for `store` as one HTML string. `live`: written by the running search, so
+    while the run's status is `running` the page reloads itself and says when it was written.
+    `drawn`: what the last rebuild drew, to reuse (see Drawn)."""
+    data = gather(store)
+    context = _context(data, Drawn() if drawn is None else drawn)
+    context["live"] = live and data.overview.status == "running"
+    context["refresh_seconds"] = REFRESH_SECONDS
+    context["updated"] = time.strftime("%H:%M:%S UTC", time.gmtime())
+    return _environment().get_template("report.html.j2").render(context)
 
 
-def write_report(store: RunStore, path: Path) -> Path:
+def write_report(
+    store: RunStore,
+    path: Path,
+    *,
+    live: bool = False,
+    drawn: Drawn | None = None,
+) -> Path:
     """Render the report for `store` into `path` (one self-contained HTML file)."""
-    html = render_report(store)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    return write_page(path, render_report(store, live=live, drawn=drawn))
+
+
+def write_page(path: Path, html: str) -> Path:
+    """Write `html` to `path` atomically: a reader sees the old page or the new one, never a
+    part of one. A failure is a StoreError and leaves the old page as it was."""
+    tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(html, encoding="utf-8")
-        tmp.replace(path)  # a reader never sees half a report
+        # a name of its own in the same folder: two writers (the run, `dreamteam report`)
+        # never share a temporary file, and os.replace stays on one file system
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(html)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the page from other users
+        os.replace(tmp, path)
     except OSError as exc:  # a read-only run, a full disk: one line, and `-o` elsewhere
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise os_fault(path.parent, exc) from exc
     return path

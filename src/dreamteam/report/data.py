@@ -109,6 +109,7 @@ class ReportData:
     generations: tuple[GenerationRecord, ...]
     steering: tuple[SteeringVersion, ...]
     statistics: Statistics  # rank correlation, kept changes' p-values, ablations
+    figures: tuple[str, ...] = ()  # the secondary figures any trial has: a column each
 
     def get(self, candidate_id: str | None) -> CandidateView | None:
         return next((c for c in self.candidates if c.id == candidate_id), None)
@@ -242,4 +243,5 @@ def gather(store: RunStore) -> ReportData:
         generations=tuple(gens),
         steering=tuple(store.steering()),
         statistics=gather_statistics(store, config),
+        figures=tuple(dict.fromkeys(k for v in views for t in v.trials for k in t.figures)),
     )

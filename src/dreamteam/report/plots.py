@@ -222,12 +222,29 @@ def pareto_plot(
     return _svg(fig)
 
 
-def curve_plots(curves: Mapping[str, tuple[Curve, str, Curve | None]]) -> dict[str, str]:
+CurveKey = tuple[Curve, str, Curve | None]  # (curve, mode, parent's curve): what a plot shows
+
+
+def curve_plots(
+    curves: Mapping[str, CurveKey], drawn: dict[CurveKey, str] | None = None
+) -> dict[str, str]:
     """Each candidate's training curve (train and held-out loss) over its parent's in grey.
 
     `curves` maps a candidate id to (curve, mode, parent curve). One figure is reused for all:
-    building axes and ticks is most of matplotlib's cost, and only the data changes.
+    building axes and ticks is most of matplotlib's cost, and only the data changes. `drawn`
+    holds the plots of an earlier call (a live report's last rebuild): a plot whose data is
+    the same is not drawn again, and `drawn` is left holding exactly this call's plots.
     """
+    drawn = {} if drawn is None else drawn
+    missing = [key for key in dict.fromkeys(curves.values()) if key not in drawn]
+    if missing:
+        drawn.update(_draw_curves(missing))
+    for stale in set(drawn) - set(curves.values()):
+        del drawn[stale]
+    return {cid: drawn[key] for cid, key in curves.items()}
+
+
+def _draw_curves(keys: Sequence[CurveKey]) -> dict[CurveKey, str]:
     fig, ax = _figure(4.6, 2.1, left=0.14, bottom=0.2)
     (parent_line,) = ax.plot([], [], color="#9a9a9a", linewidth=1, label="parent")
     (train_line,) = ax.plot([], [], linewidth=1.6, label="train")
@@ -235,7 +252,8 @@ def curve_plots(curves: Mapping[str, tuple[Curve, str, Curve | None]]) -> dict[s
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     svgs = {}
-    for cid, (curve, mode, parent) in curves.items():
+    for key in keys:
+        curve, mode, parent = key
         held = [(i, v) for i, v in zip(curve.iters, curve.vloss, strict=True) if v is not None]
         parent_line.set_data(parent.iters if parent else [], parent.loss if parent else [])
         train_line.set_data(curve.iters, curve.loss)
@@ -246,5 +264,5 @@ def curve_plots(curves: Mapping[str, tuple[Curve, str, Curve | None]]) -> dict[s
         ax.autoscale_view()
         shown = [line for line in (parent_line, train_line, held_line) if len(line.get_xdata())]
         ax.legend(handles=shown, loc="upper right")
-        svgs[cid] = _svg(fig)
+        svgs[key] = _svg(fig)
     return svgs

@@ -6,12 +6,18 @@ Read from the store once; the rest of the report works on these views.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from dreamteam.config import RunConfig
 from dreamteam.loop.plan import BASE_SEED
-from dreamteam.records import CandidateRecord, GenerationRecord, Status, TrialRecord
+from dreamteam.records import (
+    CandidateRecord,
+    GenerationRecord,
+    Status,
+    TrialRecord,
+    mean_figures,
+)
 from dreamteam.select.rules import Estimate, estimate
 from dreamteam.store import RunStore
 
@@ -44,6 +50,7 @@ class CandidateView:
     won: bool  # became a generation's best
     curve: Curve
     log_tail: str
+    figures: Mapping[str, float] = field(default_factory=dict)  # confirmed means, else screening
 
     @property
     def id(self) -> str:
@@ -100,14 +107,15 @@ def collect_candidates(
     for c in records:
         screen = screening(c.id)
         parent = screening(c.parent) if c.parent else None
-        confirm = [
-            t.val_loss
+        confirmed = [
+            t
             for t in trials[c.id]
             if t.fidelity == config.fidelity
             and t is not screen  # the screening trial, when both fidelities coincide
             and t.status is Status.OK
             and t.val_loss is not None
         ]
+        confirm = [t.val_loss for t in confirmed if t.val_loss is not None]
         delta = (
             screen.val_loss - parent.val_loss
             if screen and parent and screen.val_loss is not None and parent.val_loss is not None
@@ -125,6 +133,7 @@ def collect_candidates(
                 c.id in won,
                 parse_curve(log),
                 _tail(log),
+                mean_figures(confirmed or ([screen] if screen else [])),
             )
         )
     return views

@@ -76,10 +76,11 @@ class Database:
         have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if frozen and version < SCHEMA_VERSION:
             return  # an older run that cannot be migrated here: read what it has
-        if version >= SCHEMA_VERSION:
+        if version >= 1:  # every table was there from the first version kept
             missing = sorted(set(TABLES) - have)
             if missing:
                 raise damaged(self.run_dir, f"its {', '.join(missing)} table is missing")
+        if version >= SCHEMA_VERSION:
             return
         db.executescript(SCHEMA)
         add_columns(db)

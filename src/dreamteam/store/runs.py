@@ -45,6 +45,28 @@ from dreamteam.store.schema import (
     trial_from_row,
 )
 
+# named, not positional: each value goes to its column whatever columns the table gained
+_TRIAL_COLUMNS = (
+    "candidate",
+    "fidelity",
+    "seed",
+    "status",
+    "reason",
+    "val_loss",
+    "bpb",
+    "self_loss",
+    "self_loss_gap",
+    "train_seconds",
+    "eval_seconds",
+    "steps",
+    "iters",
+    "n_params",
+    "log",
+    "layers",
+    "created",
+    "figures",
+)
+
 
 class RunStore:
     """Reads and writes one run's database and file tree."""
@@ -187,7 +209,8 @@ class RunStore:
         """Store one measurement, and its log beside the candidate's files."""
         with self._dbs.tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO trials ({', '.join(_TRIAL_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(_TRIAL_COLUMNS))})",
                 (
                     candidate_id,
                     result.fidelity,
@@ -206,6 +229,7 @@ class RunStore:
                     result.log,
                     json.dumps(list(result.layers)),
                     time.time(),
+                    json.dumps(result.figures),
                 ),
             )
 

@@ -28,8 +28,9 @@ from dreamteam.records import (
 from dreamteam.store.faults import brief
 
 DB_NAME = "dreamteam.sqlite"
-# kept in the database (PRAGMA user_version) from this version on: see db.py
-SCHEMA_VERSION = 1
+# kept in the database (PRAGMA user_version) from version 1 on: see db.py. 2 added
+# trials.figures (a run of version 1 gets it on opening)
+SCHEMA_VERSION = 2
 TABLES = ("runs", "candidates", "trials", "generations", "steering", "allocations", "elite")
 
 
@@ -49,7 +50,7 @@ CREATE TABLE IF NOT EXISTS trials (
     candidate TEXT, fidelity TEXT, seed INTEGER, status TEXT, reason TEXT,
     val_loss REAL, bpb REAL, self_loss REAL, self_loss_gap INTEGER, train_seconds REAL,
     eval_seconds REAL, steps INTEGER, iters INTEGER, n_params INTEGER, log TEXT,
-    layers TEXT, created REAL,
+    layers TEXT, created REAL, figures TEXT,
     PRIMARY KEY (candidate, fidelity, seed)
 );
 CREATE TABLE IF NOT EXISTS generations (
@@ -75,6 +76,7 @@ ADDED_COLUMNS = (
     ("candidates", "record_key", "TEXT"),
     ("candidates", "twin", "TEXT"),
     ("runs", "summary", "TEXT"),
+    ("trials", "figures", "TEXT"),
 )
 
 
@@ -153,7 +155,21 @@ def trial_from_row(row: sqlite3.Row) -> TrialRecord:
         steps=row["steps"],
         iters=row["iters"],
         n_params=row["n_params"],
+        figures=_figures(row),
     )
+
+
+def _figures(row: sqlite3.Row) -> dict[str, float]:
+    """A trial's secondary figures; a run from before they were kept (or one opened read-only,
+    not migrated) has only the language model's bpb to show."""
+    # a Row's `in` looks at its values: the column names are its keys()
+    text = row["figures"] if "figures" in row.keys() else None  # noqa: SIM118
+    if text is None:
+        return {} if row["bpb"] is None else {"bpb": row["bpb"]}
+    figures = json.loads(text)
+    if not isinstance(figures, dict):
+        raise TypeError(f"figures is {type(figures).__name__}, not a table")
+    return {str(k): float(v) for k, v in figures.items()}
 
 
 @_reads("runs")
