@@ -13,7 +13,7 @@
      │    └── DiskFullError   no space left for the run: free some, then resume
      └── OverwriteError a command would overwrite files the user did not ask it to
 
-A candidate that fails is not an error: it is a Status (see records.py). Each message is one
+A candidate that fails is not an error: it is a Status (see dreamteam.records). Each message is one
 line the user can act on.
 """
 
