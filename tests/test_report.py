@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import time
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
@@ -240,13 +239,13 @@ def test_special_characters_are_escaped(html: str) -> None:
     assert "&lt;schedules&gt; &amp; warm-up" in html
 
 
-def test_a_run_of_forty_candidates_renders_in_seconds(run: RunStore, tmp_path: Path) -> None:
+def test_a_run_of_forty_candidates_renders_to_a_page_of_bounded_size(
+    run: RunStore, tmp_path: Path
+) -> None:
+    # Its time is measured by benchmarks/, never asserted here (the machines are noisy).
     assert len(run.candidates()) >= 40
-    start = time.perf_counter()
     path = write_report(run, tmp_path / "report.html")
-    took = time.perf_counter() - start
     assert path.stat().st_size < 5_000_000
-    assert took < 20, f"rendering took {took:.1f} s"  # about 2-4 s on a busy 2-core CPU
 
 
 def test_curves_are_parsed_from_iter_lines() -> None:
