@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -11,14 +12,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dreamteam.harness.sandbox.limits import Isolation
 from dreamteam.harness.scoring.lm import (
     N_CAUSAL_PROBES,
     N_DECOYS,
     N_REPEAT_PROBES,
     Windows,
+    _both_passes,
     _Reducer,
     bits_per_byte,
     build_windows,
+    passes_may_overlap,
     probe_failures,
 )
 
@@ -95,6 +99,56 @@ def test_bits_per_byte() -> None:
     # a uniform model over 256 byte-tokens, one token per byte: exactly 8 bits per byte
     assert bits_per_byte(1000 * math.log(256), 1000) == pytest.approx(8.0)
     assert bits_per_byte(math.log(2) * 3, 6) == pytest.approx(0.5)
+
+
+# --- running the two passes -----------------------------------------------------------------------
+
+
+class _FakePasses:
+    """Stands in for the two sandboxed passes: records what ran and what saw `stop`."""
+
+    def __init__(self, probe_done: bool):
+        self.probe_done = probe_done
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+
+    def __call__(self, name: str, stop: threading.Event) -> tuple[object, dict]:
+        self.started.append(name)
+        if name == "probe":
+            return name, {"done": self.probe_done}
+        # the scoring pass is long: it ends early once the probe pass has failed
+        if stop.wait(timeout=5):
+            self.stopped.append(name)
+            return name, {}
+        return name, {"done": True}
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_both_passes_run_and_return_probe_then_score(overlap: bool) -> None:
+    passes = _FakePasses(probe_done=True)
+    (probe, probe_ready), (score, ready) = _both_passes(passes, overlap)  # type: ignore[arg-type]
+    assert (probe, score) == ("probe", "score")
+    assert probe_ready["done"] and ready["done"]
+    assert sorted(passes.started) == ["probe", "score"] and not passes.stopped
+
+
+def test_a_failed_probe_pass_stops_the_overlapped_scoring_pass() -> None:
+    passes = _FakePasses(probe_done=False)
+    (_, probe_ready), _ = _both_passes(passes, overlap=True)  # type: ignore[arg-type]
+    assert not probe_ready.get("done")
+    assert passes.stopped == ["score"]
+
+
+def test_a_failed_probe_pass_saves_the_sequential_scoring_pass() -> None:
+    passes = _FakePasses(probe_done=False)
+    _both_passes(passes, overlap=False)  # type: ignore[arg-type]
+    assert passes.started == ["probe"]
+
+
+def test_passes_overlap_only_behind_namespaces_and_landlock() -> None:
+    assert passes_may_overlap(Isolation(namespaces=True, cgroup=False, landlock=3, root=True))
+    assert not passes_may_overlap(Isolation(namespaces=False, cgroup=True, landlock=3, root=True))
+    assert not passes_may_overlap(Isolation(namespaces=True, cgroup=True, landlock=0, root=True))
 
 
 # --- the probes against simulated models ---------------------------------------------------------

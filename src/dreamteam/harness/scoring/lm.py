@@ -22,8 +22,10 @@ import math
 import mmap
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -208,6 +210,7 @@ def _converse(
     slots: torch.Tensor,
     on_chunk: Callable[[int, torch.Tensor], None],
     ready: dict[str, Any],
+    stop: threading.Event,
 ) -> Callable[[IO[bytes], IO[bytes]], None]:
     n_chunks = math.ceil(rows / CHUNK)
     # The child may write to both slots at any time: each chunk is copied out before it is
@@ -222,6 +225,8 @@ def _converse(
         stdin.write(b"0\n")
         stdin.flush()
         for i in range(n_chunks):
+            if stop.is_set():  # the other pass failed: this one's figures are not needed
+                return
             reply = json.loads(results.readline() or b"{}")
             if reply.get("chunk") != i:
                 ready.update(reply)
@@ -246,8 +251,10 @@ def _logits_pass(
     limits: Limits,
     isolation: Isolation,
     on_chunk: Callable[[int, torch.Tensor], None],
+    stop: threading.Event,
 ) -> tuple[ProcessResult, dict]:
-    """One fresh sandboxed process computing the logits of `inputs`, fed to on_chunk."""
+    """One fresh sandboxed process computing the logits of `inputs`, fed to on_chunk;
+    it stops early once `stop` is set."""
     stage_model(work_dir, files, checkpoint)
     np.save(work_dir / "inputs.npy", inputs)
     # logits travel through anonymous shared memory, new for each pass: no disk, no copy
@@ -265,7 +272,7 @@ def _logits_pass(
         "chunk": CHUNK,
         "logits_fd": memfd,
     }
-    talk = _converse(len(inputs), slots, on_chunk, ready)
+    talk = _converse(len(inputs), slots, on_chunk, ready, stop)
     try:
         process = run_sandboxed(
             "eval", config, work_dir, limits, isolation, converse=talk, pass_fds=(memfd,)
@@ -276,6 +283,42 @@ def _logits_pass(
         os.close(memfd)
     (work_dir / "inputs.npy").unlink(missing_ok=True)
     return process, ready
+
+
+def passes_may_overlap(isolation: Isolation) -> bool:
+    """Whether the probe and the scoring pass may run at the same time.
+
+    Only where they cannot reach each other while both live: each in a network namespace of
+    its own (no sockets between them) and under Landlock (no files outside its own work
+    dir). Elsewhere the probe pass runs first and ends before the scoring pass starts, so
+    that it cannot learn from it what the original windows gave.
+    """
+    return isolation.namespaces and isolation.landlock > 0
+
+
+def _stop_unless_done(done: Future[tuple[ProcessResult, dict]], stop: threading.Event) -> None:
+    if done.exception() is not None or not done.result()[1].get("done"):
+        stop.set()
+
+
+def _both_passes(
+    run: Callable[[str, threading.Event], tuple[ProcessResult, dict]], overlap: bool
+) -> tuple[tuple[ProcessResult, dict], tuple[ProcessResult, dict]]:
+    """The probe and the scoring pass: (probe, score). Overlapped, a failed probe pass stops
+    the scoring pass; in turn, the short probe pass first, and a crash there saves the long one.
+    """
+    stop = threading.Event()
+    if not overlap:
+        probe = run("probe", stop)
+        if not probe[1].get("done"):
+            return probe, probe
+        return probe, run("score", stop)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(run, "probe", stop)
+        pending.add_done_callback(lambda done: _stop_unless_done(done, stop))
+        score = run("score", stop)
+        probe = pending.result()
+    return probe, score
 
 
 def evaluate_checkpoint(
@@ -291,29 +334,30 @@ def evaluate_checkpoint(
     """Score a trained checkpoint on the whole validation split, in fresh sandboxed processes."""
     start = time.monotonic()
     windows = build_windows(val, task.context, task.vocab_size, random.SystemRandom())
-    # the probe pass first: it is short, and a crash there saves the long pass
     probe = _Reducer(
         np.full(windows.probe_inputs.shape, -1),
         set(range(len(windows.probe_inputs))),
         windows.columns,
     )
-    process, ready = _logits_pass(
-        task,
-        files,
-        checkpoint,
-        windows.probe_inputs,
-        work_dir / "probe",
-        limits,
-        isolation,
-        probe.add,
-    )
     wanted = {r for r, _, _ in windows.causal} | {r for r, _ in windows.decoys}
     wanted |= {r for pair in windows.repeats for r in pair}
     main = _Reducer(windows.targets, wanted, windows.columns)
-    if ready.get("done"):
-        process, ready = _logits_pass(
-            task, files, checkpoint, windows.inputs, work_dir / "score", limits, isolation, main.add
+    passes = {
+        "probe": (windows.probe_inputs, probe.add),
+        "score": (windows.inputs, main.add),
+    }
+
+    def run(name: str, stop: threading.Event) -> tuple[ProcessResult, dict]:
+        inputs, on_chunk = passes[name]
+        return _logits_pass(
+            task, files, checkpoint, inputs, work_dir / name, limits, isolation, on_chunk, stop
         )
+
+    (probe_process, probe_ready), (process, ready) = _both_passes(
+        run, passes_may_overlap(isolation)
+    )
+    if not probe_ready.get("done"):  # the probe pass's failure is the cause of the other's
+        process, ready = probe_process, probe_ready
     if not ready.get("done"):
         status, reason = process_failure(process, ready.get("error", ""))
         return EvalOutcome(None, status, f"evaluation: {reason}", process)
