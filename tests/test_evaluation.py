@@ -87,6 +87,19 @@ def test_reducer_gives_the_exact_cross_entropy() -> None:
     assert torch.equal(reducer.kept[2], logits[2][:, torch.arange(0, 50, 7)])
 
 
+@pytest.mark.parametrize("scale", [1.0, 30.0, 200.0])
+def test_reducer_matches_a_float64_cross_entropy_at_any_logit_scale(scale: float) -> None:
+    # large logits overflow a naive exp; the in-place log-softmax must stay exact
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, CONTEXT, 5003, generator=gen) * scale + 1000.0
+    targets = torch.randint(0, 5003, (4, CONTEXT), generator=gen)
+    reducer = _Reducer(targets.numpy(), set(), np.arange(3))
+    reducer.add(0, logits.clone())
+    want = F.cross_entropy(logits.double().reshape(-1, 5003), targets.reshape(-1), reduction="sum")
+    assert reducer.count == 4 * CONTEXT
+    assert reducer.nats / reducer.count == pytest.approx(float(want) / reducer.count, abs=1e-4)
+
+
 def test_reducer_flags_non_finite_logits() -> None:
     logits = torch.zeros(1, CONTEXT, 10)
     logits[0, 3, 4] = float("nan")
