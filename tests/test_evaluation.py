@@ -6,13 +6,15 @@ import math
 import random
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dreamteam.harness.sandbox.limits import Isolation
+from dreamteam.harness.sandbox.limits import Isolation, Limits, ProcessResult
+from dreamteam.harness.scoring import lm
 from dreamteam.harness.scoring.lm import (
     N_CAUSAL_PROBES,
     N_DECOYS,
@@ -25,6 +27,7 @@ from dreamteam.harness.scoring.lm import (
     passes_may_overlap,
     probe_failures,
 )
+from dreamteam.tasks import load_task
 
 CONTEXT, VOCAB = 8, 1000
 
@@ -241,3 +244,26 @@ def test_a_model_that_depends_on_the_batch_is_caught_by_repeats() -> None:
         f"consistency: {N_REPEAT_PROBES} of {N_REPEAT_PROBES} windows gave "
         "different logits in another batch"
     ]
+
+
+def test_the_sandboxed_passes_run_on_the_trials_device(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # the device is the harness's choice, passed to both passes, never fixed in the child
+    seen: list[tuple[str, object]] = []
+
+    def fake_run(mode: str, config: dict, *args: object, **kwargs: object) -> ProcessResult:
+        seen.append((mode, config["device"]))
+        return ProcessResult(returncode=1, timed_out=False, oom=False, wall_seconds=0.0, log="",
+                             log_bytes=0)  # fmt: skip
+
+    monkeypatch.setattr(lm, "run_sandboxed", fake_run)
+    (tmp_path / "ckpt.pt").write_bytes(b"")
+    task = load_task("shakespeare")
+    val = np.arange(64 * 40 + 1, dtype=np.uint16)
+    alone = Isolation(namespaces=False, cgroup=False, landlock=0, root=False)
+    outcome = lm.evaluate_checkpoint(
+        task, {}, tmp_path / "ckpt.pt", val, 100, tmp_path / "eval", Limits(), alone, "cuda:1"
+    )
+    assert outcome.status == "crashed"
+    assert seen == [("eval", "cuda:1")]  # sequential here: the failed probe pass ends it

@@ -173,7 +173,7 @@ def _trial(
     problem = _checkpoint_problem(task, ckpt)
     if problem:
         return replace(trained, reason=problem)
-    outcome = _evaluate(task, dict(files), ckpt, data, work_dir / "eval", budget, isolation)
+    outcome = _evaluate(task, dict(files), ckpt, data, work_dir / "eval", budget, isolation, device)
     self_loss = _first_number(out.get("returned"))
     if outcome.score is None:
         eval_log = outcome.process.log if outcome.process else ""
@@ -209,13 +209,14 @@ def _evaluate(
     work_dir: Path,
     budget: TrialBudget,
     isolation: Isolation,
+    device: str,
 ) -> EvalOutcome:
     """The task's harness-owned score of a trained checkpoint."""
     limits = budget.eval_limits()
     if task.is_lm:
         val = np.fromfile(data.val, dtype=np.uint16)
         return evaluate_checkpoint(
-            task, files, ckpt, val, data.val_bytes(), work_dir, limits, isolation
+            task, files, ckpt, val, data.val_bytes(), work_dir, limits, isolation, device
         )
     metric = load_metric(task)
     return evaluate_rows(task, metric, files, ckpt, data.root, work_dir, limits, isolation)

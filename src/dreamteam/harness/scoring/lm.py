@@ -252,6 +252,7 @@ def _logits_pass(
     isolation: Isolation,
     on_chunk: Callable[[int, torch.Tensor], None],
     stop: threading.Event,
+    device: str,
 ) -> tuple[ProcessResult, dict]:
     """One fresh sandboxed process computing the logits of `inputs`, fed to on_chunk;
     it stops early once `stop` is set."""
@@ -271,6 +272,7 @@ def _logits_pass(
         "vocab_size": task.vocab_size,
         "chunk": CHUNK,
         "logits_fd": memfd,
+        "device": device,
     }
     talk = _converse(len(inputs), slots, on_chunk, ready, stop)
     try:
@@ -330,8 +332,10 @@ def evaluate_checkpoint(
     work_dir: Path,
     limits: Limits,
     isolation: Isolation,
+    device: str = "cpu",
 ) -> EvalOutcome:
-    """Score a trained checkpoint on the whole validation split, in fresh sandboxed processes."""
+    """Score a trained checkpoint on the whole validation split, in fresh sandboxed processes
+    whose models run on `device` (the trial's); the logits come back to the CPU for the loss."""
     start = time.monotonic()
     windows = build_windows(val, task.context, task.vocab_size, random.SystemRandom())
     probe = _Reducer(
@@ -350,8 +354,9 @@ def evaluate_checkpoint(
     def run(name: str, stop: threading.Event) -> tuple[ProcessResult, dict]:
         inputs, on_chunk = passes[name]
         return _logits_pass(
-            task, files, checkpoint, inputs, work_dir / name, limits, isolation, on_chunk, stop
-        )
+            task, files, checkpoint, inputs, work_dir / name, limits, isolation, on_chunk, stop,
+            device,
+        )  # fmt: skip
 
     (probe_process, probe_ready), (process, ready) = _both_passes(
         run, passes_may_overlap(isolation)
