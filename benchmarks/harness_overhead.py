@@ -6,8 +6,9 @@ and once more with N steps, all in one run, and reports:
     as the sandboxed child times its `train()` call;
   - the overhead per candidate: a 1-step trial's wall time minus its training time, split
     into the static checks, the training process's start-up (spawn, confinement, imports,
-    staging) and the evaluation (the sandboxed probe and scoring passes over the whole
-    validation split, and the harness's own reduction of their logits to the loss).
+    staging) and the evaluation from the moment the checkpoint is there (the sandboxed probe
+    and scoring passes over the whole validation split, whose processes start, and import,
+    while the candidate trains; and the harness's own reduction of their logits to the loss).
 The last line is the overhead in seconds and in baseline training steps. Timings on a shared
 machine are noisy: compare figures from one run, and note the load printed first.
 
@@ -36,7 +37,7 @@ from dreamteam.tasks.data import resolve_data
 
 
 class _Clock:
-    """Wall time spent in the harness's reduction and in each sandboxed pass, per trial."""
+    """Wall time spent in parts of the harness (its reduction of the logits), per trial."""
 
     def __init__(self) -> None:
         self.parts: dict[str, float] = {}
@@ -53,10 +54,9 @@ class _Clock:
 
 
 def _instrument(clock: _Clock) -> None:
-    """Time the reduction and the logits passes (a benchmark may patch; the product never)."""
+    """Time the harness's reduction (a benchmark may patch; the product never)."""
     reducer_add = lm._Reducer.add
     lm._Reducer.add = clock.wrap("reduction (harness)", reducer_add)  # type: ignore[method-assign]
-    lm._logits_pass = clock.wrap("passes incl. reduction", lm._logits_pass)  # type: ignore[assignment]
 
 
 def main() -> None:

@@ -14,19 +14,18 @@ import torch
 import torch.nn.functional as F
 
 from dreamteam.harness.sandbox.limits import Isolation, Limits, ProcessResult
-from dreamteam.harness.scoring import lm
+from dreamteam.harness.scoring import lm, passes
 from dreamteam.harness.scoring.lm import (
     N_CAUSAL_PROBES,
     N_DECOYS,
     N_REPEAT_PROBES,
     Windows,
-    _both_passes,
     _Reducer,
     bits_per_byte,
     build_windows,
-    passes_may_overlap,
     probe_failures,
 )
+from dreamteam.harness.scoring.passes import both_passes, passes_may_overlap
 from dreamteam.tasks import load_task
 
 CONTEXT, VOCAB = 8, 1000
@@ -142,7 +141,7 @@ class _FakePasses:
 @pytest.mark.parametrize("overlap", [False, True])
 def test_both_passes_run_and_return_probe_then_score(overlap: bool) -> None:
     passes = _FakePasses(probe_done=True)
-    (probe, probe_ready), (score, ready) = _both_passes(passes, overlap)  # type: ignore[arg-type]
+    (probe, probe_ready), (score, ready) = both_passes(passes, overlap)  # type: ignore[arg-type]
     assert (probe, score) == ("probe", "score")
     assert probe_ready["done"] and ready["done"]
     assert sorted(passes.started) == ["probe", "score"] and not passes.stopped
@@ -150,14 +149,14 @@ def test_both_passes_run_and_return_probe_then_score(overlap: bool) -> None:
 
 def test_a_failed_probe_pass_stops_the_overlapped_scoring_pass() -> None:
     passes = _FakePasses(probe_done=False)
-    (_, probe_ready), _ = _both_passes(passes, overlap=True)  # type: ignore[arg-type]
+    (_, probe_ready), _ = both_passes(passes, overlap=True)  # type: ignore[arg-type]
     assert not probe_ready.get("done")
     assert passes.stopped == ["score"]
 
 
 def test_a_failed_probe_pass_saves_the_sequential_scoring_pass() -> None:
     passes = _FakePasses(probe_done=False)
-    _both_passes(passes, overlap=False)  # type: ignore[arg-type]
+    both_passes(passes, overlap=False)  # type: ignore[arg-type]
     assert passes.started == ["probe"]
 
 
@@ -257,7 +256,7 @@ def test_the_sandboxed_passes_run_on_the_trials_device(
         return ProcessResult(returncode=1, timed_out=False, oom=False, wall_seconds=0.0, log="",
                              log_bytes=0)  # fmt: skip
 
-    monkeypatch.setattr(lm, "run_sandboxed", fake_run)
+    monkeypatch.setattr(passes, "run_sandboxed", fake_run)
     (tmp_path / "ckpt.pt").write_bytes(b"")
     task = load_task("shakespeare")
     val = np.arange(64 * 40 + 1, dtype=np.uint16)

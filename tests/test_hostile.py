@@ -26,7 +26,8 @@ import pytest
 
 from dreamteam.harness.sandbox.launcher import Isolation, Limits, probe_isolation, run_sandboxed
 from dreamteam.harness.scoring.common import process_failure
-from dreamteam.harness.scoring.lm import evaluate_checkpoint, passes_may_overlap
+from dreamteam.harness.scoring.lm import evaluate_checkpoint
+from dreamteam.harness.scoring.passes import passes_may_overlap
 from dreamteam.harness.trial import TrialBudget, run_trial
 from dreamteam.records import Status, TrialResult
 from dreamteam.tasks import Task, load_task
@@ -283,6 +284,19 @@ def test_timeout(
     assert result.status is Status.TIMEOUT, result.reason
     assert "time limit" in result.reason
     assert not _leftovers(str(tmp_path))
+
+
+def test_a_failed_training_ends_the_early_started_scoring_processes(
+    task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path
+) -> None:
+    # the scoring processes start with the training and wait for its checkpoint: a training
+    # that never writes one must leave none of them behind, and none of their files
+    files = at_train_start(task.baseline_files(), "raise RuntimeError('boom')")
+    result = _trial(task, files, data, tmp_path, isolation)
+    assert result.status is Status.CRASHED, result.reason
+    assert "boom" in result.reason
+    assert not _leftovers(str(tmp_path))
+    assert not list((tmp_path / "eval").rglob("ckpt.pt"))
 
 
 def test_out_of_memory(task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path) -> None:

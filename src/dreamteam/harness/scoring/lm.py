@@ -17,35 +17,28 @@ unpredictable permutation.
 
 from __future__ import annotations
 
-import json
 import math
-import mmap
-import os
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
 
 import numpy as np
 import torch
 
-from dreamteam.harness.sandbox.launcher import Isolation, Limits, ProcessResult, run_sandboxed
+from dreamteam.harness.sandbox.launcher import Isolation, Limits, ProcessResult
 from dreamteam.harness.scoring.common import (
     PROBE_TOLERANCE,
     EvalOutcome,
     Score,
-    model_config,
     process_failure,
     protected_args_problem,
-    stage_model,
 )
+from dreamteam.harness.scoring.passes import both_passes, logits_pass, passes_may_overlap
 from dreamteam.tasks import Task
 
-CHUNK = 16  # windows per round trip: 16 x 64 x 50,257 fp32 logits = 206 MB per slot
 N_CAUSAL_PROBES = 24  # each checks one position: more of them catch a model that peeks rarely
 N_REPEAT_PROBES = 2
 N_DECOYS = 8
@@ -205,124 +198,6 @@ def probe_failures(
     return failures
 
 
-def _converse(
-    rows: int,
-    slots: torch.Tensor,
-    on_chunk: Callable[[int, torch.Tensor], None],
-    ready: dict[str, Any],
-    stop: threading.Event,
-) -> Callable[[IO[bytes], IO[bytes]], None]:
-    n_chunks = math.ceil(rows / CHUNK)
-    # The child may write to both slots at any time: each chunk is copied out before it is
-    # read, so that the loss and the probes see the same numbers.
-    private = torch.empty(slots.shape[1:], dtype=slots.dtype)
-
-    def talk(stdin: IO[bytes], results: IO[bytes]) -> None:
-        first = json.loads(results.readline() or b"{}")
-        ready.update(first)
-        if not first.get("ready"):
-            return
-        stdin.write(b"0\n")
-        stdin.flush()
-        for i in range(n_chunks):
-            if stop.is_set():  # the other pass failed: this one's figures are not needed
-                return
-            reply = json.loads(results.readline() or b"{}")
-            if reply.get("chunk") != i:
-                ready.update(reply)
-                return
-            n = min(CHUNK, rows - i * CHUNK)
-            private[:n].copy_(slots[i % 2, :n])
-            if i + 1 < n_chunks:  # the child fills the other slot while this one is reduced
-                stdin.write(f"{i + 1}\n".encode())
-                stdin.flush()
-            on_chunk(i * CHUNK, private[:n])
-        ready["done"] = True
-
-    return talk
-
-
-def _logits_pass(
-    task: Task,
-    files: dict[str, str],
-    checkpoint: Path,
-    inputs: np.ndarray,
-    work_dir: Path,
-    limits: Limits,
-    isolation: Isolation,
-    on_chunk: Callable[[int, torch.Tensor], None],
-    stop: threading.Event,
-    device: str,
-) -> tuple[ProcessResult, dict]:
-    """One fresh sandboxed process computing the logits of `inputs`, fed to on_chunk;
-    it stops early once `stop` is set."""
-    stage_model(work_dir, files, checkpoint)
-    np.save(work_dir / "inputs.npy", inputs)
-    # logits travel through anonymous shared memory, new for each pass: no disk, no copy
-    # through a pipe, and nothing a pass leaves behind for the next one
-    size = 2 * CHUNK * task.context * task.vocab_size * 4
-    memfd = os.memfd_create("dreamteam-logits")
-    os.ftruncate(memfd, size)
-    buffer = mmap.mmap(memfd, size)
-    shape = (2, CHUNK, task.context, task.vocab_size)
-    slots = torch.from_numpy(np.frombuffer(buffer, dtype=np.float32).reshape(shape))
-    ready: dict[str, Any] = {}
-    config = {
-        **model_config(task),
-        "vocab_size": task.vocab_size,
-        "chunk": CHUNK,
-        "logits_fd": memfd,
-        "device": device,
-    }
-    talk = _converse(len(inputs), slots, on_chunk, ready, stop)
-    try:
-        process = run_sandboxed(
-            "eval", config, work_dir, limits, isolation, converse=talk, pass_fds=(memfd,)
-        )
-    finally:
-        del talk, slots  # release the views before the mapping closes
-        buffer.close()
-        os.close(memfd)
-    (work_dir / "inputs.npy").unlink(missing_ok=True)
-    return process, ready
-
-
-def passes_may_overlap(isolation: Isolation) -> bool:
-    """Whether the probe and the scoring pass may run at the same time.
-
-    Only where they cannot reach each other while both live: each in a network namespace of
-    its own (no sockets between them) and under Landlock (no files outside its own work
-    dir). Elsewhere the probe pass runs first and ends before the scoring pass starts, so
-    that it cannot learn from it what the original windows gave.
-    """
-    return isolation.namespaces and isolation.landlock > 0
-
-
-def _stop_unless_done(done: Future[tuple[ProcessResult, dict]], stop: threading.Event) -> None:
-    if done.exception() is not None or not done.result()[1].get("done"):
-        stop.set()
-
-
-def _both_passes(
-    run: Callable[[str, threading.Event], tuple[ProcessResult, dict]], overlap: bool
-) -> tuple[tuple[ProcessResult, dict], tuple[ProcessResult, dict]]:
-    """The probe and the scoring pass: (probe, score). Overlapped, a failed probe pass stops
-    the scoring pass; in turn, the short probe pass first, and a crash there saves the long one.
-    """
-    stop = threading.Event()
-    if not overlap:
-        probe = run("probe", stop)
-        if not probe[1].get("done"):
-            return probe, probe
-        return probe, run("score", stop)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(run, "probe", stop)
-        pending.add_done_callback(lambda done: _stop_unless_done(done, stop))
-        score = run("score", stop)
-        probe = pending.result()
-    return probe, score
-
-
 def evaluate_checkpoint(
     task: Task,
     files: dict[str, str],
@@ -333,9 +208,14 @@ def evaluate_checkpoint(
     limits: Limits,
     isolation: Isolation,
     device: str = "cpu",
+    gate: Callable[[], bool] | None = None,
 ) -> EvalOutcome:
     """Score a trained checkpoint on the whole validation split, in fresh sandboxed processes
-    whose models run on `device` (the trial's); the logits come back to the CPU for the loss."""
+    whose models run on `device` (the trial's); the logits come back to the CPU for the loss.
+
+    With a `gate`, the processes start at once and import while the checkpoint is still being
+    trained; `gate()` blocks until training ends and says whether there is anything to score.
+    """
     start = time.monotonic()
     windows = build_windows(val, task.context, task.vocab_size, random.SystemRandom())
     probe = _Reducer(
@@ -351,16 +231,21 @@ def evaluate_checkpoint(
         "score": (windows.inputs, main.add),
     }
 
+    opened: list[float] = []  # the evaluation's clock starts when the gate first opens
+
+    def clocked_gate() -> bool:
+        ready = gate is None or gate()
+        opened.append(time.monotonic())
+        return ready
+
     def run(name: str, stop: threading.Event) -> tuple[ProcessResult, dict]:
         inputs, on_chunk = passes[name]
-        return _logits_pass(
+        return logits_pass(
             task, files, checkpoint, inputs, work_dir / name, limits, isolation, on_chunk, stop,
-            device,
+            device, None if gate is None else clocked_gate,
         )  # fmt: skip
 
-    (probe_process, probe_ready), (process, ready) = _both_passes(
-        run, passes_may_overlap(isolation)
-    )
+    (probe_process, probe_ready), (process, ready) = both_passes(run, passes_may_overlap(isolation))
     if not probe_ready.get("done"):  # the probe pass's failure is the cause of the other's
         process, ready = probe_process, probe_ready
     if not ready.get("done"):
@@ -383,7 +268,7 @@ def evaluate_checkpoint(
         bpb=bits_per_byte(main.nats, val_bytes),
         tokens=main.count,
         n_params=int(ready.get("n_params", 0)),
-        eval_seconds=time.monotonic() - start,
+        eval_seconds=time.monotonic() - min(opened, default=start),
         model_args=dict(ready.get("model_args", {})),
     )
     return EvalOutcome(score, "ok", "", process)
