@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from dreamteam.harness.sandbox.limits import Isolation, Limits, ProcessResult
+from dreamteam.harness.scoring import lm, passes
 from dreamteam.harness.scoring.lm import (
     N_CAUSAL_PROBES,
     N_DECOYS,
@@ -21,6 +25,8 @@ from dreamteam.harness.scoring.lm import (
     build_windows,
     probe_failures,
 )
+from dreamteam.harness.scoring.passes import both_passes, passes_may_overlap
+from dreamteam.tasks import load_task
 
 CONTEXT, VOCAB = 8, 1000
 
@@ -83,6 +89,19 @@ def test_reducer_gives_the_exact_cross_entropy() -> None:
     assert torch.equal(reducer.kept[2], logits[2][:, torch.arange(0, 50, 7)])
 
 
+@pytest.mark.parametrize("scale", [1.0, 30.0, 200.0])
+def test_reducer_matches_a_float64_cross_entropy_at_any_logit_scale(scale: float) -> None:
+    # large logits overflow a naive exp; the in-place log-softmax must stay exact
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, CONTEXT, 5003, generator=gen) * scale + 1000.0
+    targets = torch.randint(0, 5003, (4, CONTEXT), generator=gen)
+    reducer = _Reducer(targets.numpy(), set(), np.arange(3))
+    reducer.add(0, logits.clone())
+    want = F.cross_entropy(logits.double().reshape(-1, 5003), targets.reshape(-1), reduction="sum")
+    assert reducer.count == 4 * CONTEXT
+    assert reducer.nats / reducer.count == pytest.approx(float(want) / reducer.count, abs=1e-4)
+
+
 def test_reducer_flags_non_finite_logits() -> None:
     logits = torch.zeros(1, CONTEXT, 10)
     logits[0, 3, 4] = float("nan")
@@ -95,6 +114,56 @@ def test_bits_per_byte() -> None:
     # a uniform model over 256 byte-tokens, one token per byte: exactly 8 bits per byte
     assert bits_per_byte(1000 * math.log(256), 1000) == pytest.approx(8.0)
     assert bits_per_byte(math.log(2) * 3, 6) == pytest.approx(0.5)
+
+
+# --- running the two passes -----------------------------------------------------------------------
+
+
+class _FakePasses:
+    """Stands in for the two sandboxed passes: records what ran and what saw `stop`."""
+
+    def __init__(self, probe_done: bool):
+        self.probe_done = probe_done
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+
+    def __call__(self, name: str, stop: threading.Event) -> tuple[object, dict]:
+        self.started.append(name)
+        if name == "probe":
+            return name, {"done": self.probe_done}
+        # the scoring pass is long: it ends early once the probe pass has failed
+        if stop.wait(timeout=5):
+            self.stopped.append(name)
+            return name, {}
+        return name, {"done": True}
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_both_passes_run_and_return_probe_then_score(overlap: bool) -> None:
+    passes = _FakePasses(probe_done=True)
+    (probe, probe_ready), (score, ready) = both_passes(passes, overlap)  # type: ignore[arg-type]
+    assert (probe, score) == ("probe", "score")
+    assert probe_ready["done"] and ready["done"]
+    assert sorted(passes.started) == ["probe", "score"] and not passes.stopped
+
+
+def test_a_failed_probe_pass_stops_the_overlapped_scoring_pass() -> None:
+    passes = _FakePasses(probe_done=False)
+    (_, probe_ready), _ = both_passes(passes, overlap=True)  # type: ignore[arg-type]
+    assert not probe_ready.get("done")
+    assert passes.stopped == ["score"]
+
+
+def test_a_failed_probe_pass_saves_the_sequential_scoring_pass() -> None:
+    passes = _FakePasses(probe_done=False)
+    both_passes(passes, overlap=False)  # type: ignore[arg-type]
+    assert passes.started == ["probe"]
+
+
+def test_passes_overlap_only_behind_namespaces_and_landlock() -> None:
+    assert passes_may_overlap(Isolation(namespaces=True, cgroup=False, landlock=3, root=True))
+    assert not passes_may_overlap(Isolation(namespaces=False, cgroup=True, landlock=3, root=True))
+    assert not passes_may_overlap(Isolation(namespaces=True, cgroup=True, landlock=0, root=True))
 
 
 # --- the probes against simulated models ---------------------------------------------------------
@@ -174,3 +243,26 @@ def test_a_model_that_depends_on_the_batch_is_caught_by_repeats() -> None:
         f"consistency: {N_REPEAT_PROBES} of {N_REPEAT_PROBES} windows gave "
         "different logits in another batch"
     ]
+
+
+def test_the_sandboxed_passes_run_on_the_trials_device(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # the device is the harness's choice, passed to both passes, never fixed in the child
+    seen: list[tuple[str, object]] = []
+
+    def fake_run(mode: str, config: dict, *args: object, **kwargs: object) -> ProcessResult:
+        seen.append((mode, config["device"]))
+        return ProcessResult(returncode=1, timed_out=False, oom=False, wall_seconds=0.0, log="",
+                             log_bytes=0)  # fmt: skip
+
+    monkeypatch.setattr(passes, "run_sandboxed", fake_run)
+    (tmp_path / "ckpt.pt").write_bytes(b"")
+    task = load_task("shakespeare")
+    val = np.arange(64 * 40 + 1, dtype=np.uint16)
+    alone = Isolation(namespaces=False, cgroup=False, landlock=0, root=False)
+    outcome = lm.evaluate_checkpoint(
+        task, {}, tmp_path / "ckpt.pt", val, 100, tmp_path / "eval", Limits(), alone, "cuda:1"
+    )
+    assert outcome.status == "crashed"
+    assert seen == [("eval", "cuda:1")]  # sequential here: the failed probe pass ends it

@@ -27,6 +27,7 @@ import pytest
 from dreamteam.harness.sandbox.launcher import Isolation, Limits, probe_isolation, run_sandboxed
 from dreamteam.harness.scoring.common import process_failure
 from dreamteam.harness.scoring.lm import evaluate_checkpoint
+from dreamteam.harness.scoring.passes import passes_may_overlap
 from dreamteam.harness.trial import TrialBudget, run_trial
 from dreamteam.records import Status, TrialResult
 from dreamteam.tasks import Task, load_task
@@ -36,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from hostile.candidates import (
     BEFORE_LOOP,
     CAUSAL,
+    COLLUDE_CHANNELS,
+    COLLUDE_FORWARD,
     CTYPES_ATTACKS,
     LOOKUP_FORWARD,
     LOOKUP_TABLE,
@@ -283,6 +286,19 @@ def test_timeout(
     assert not _leftovers(str(tmp_path))
 
 
+def test_a_failed_training_ends_the_early_started_scoring_processes(
+    task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path
+) -> None:
+    # the scoring processes start with the training and wait for its checkpoint: a training
+    # that never writes one must leave none of them behind, and none of their files
+    files = at_train_start(task.baseline_files(), "raise RuntimeError('boom')")
+    result = _trial(task, files, data, tmp_path, isolation)
+    assert result.status is Status.CRASHED, result.reason
+    assert "boom" in result.reason
+    assert not _leftovers(str(tmp_path))
+    assert not list((tmp_path / "eval").rglob("ckpt.pt"))
+
+
 def test_out_of_memory(task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path) -> None:
     code = "hog = []\nwhile True:\n    hog.append(np.ones(8 << 20))"  # 64 MiB at a time, touched
     files = at_train_start(task.baseline_files(), code)
@@ -429,6 +445,23 @@ def test_nan_logits(task: Task, data: DataPaths, isolation: Isolation, tmp_path:
     outcome = _evaluate(task, files, data, tmp_path, isolation)
     assert outcome.status == "nan"
     assert "not finite" in outcome.reason
+
+
+def test_the_two_evaluation_processes_cannot_reach_each_other(
+    task: Task, data: DataPaths, isolation: Isolation, tmp_path: Path
+) -> None:
+    if not passes_may_overlap(isolation):
+        pytest.skip("the passes run one after the other here: no namespaces or no Landlock")
+    files = at_eval_forward(task.baseline_files(), COLLUDE_FORWARD)
+    files["model.py"] += COLLUDE_CHANNELS
+    try:
+        outcome = _evaluate(task, files, data, tmp_path, isolation)
+    finally:
+        leftovers = [p for p in ("/tmp", "/dev/shm") if Path(p, "dreamteam-collude").exists()]
+        for place in leftovers:
+            Path(place, "dreamteam-collude").unlink()
+    assert outcome.status == "ok", (outcome.status, outcome.reason)
+    assert not leftovers
 
 
 # --- ctypes around the audit hook: the kernel's walls hold ------------------------------------------

@@ -13,14 +13,17 @@ import math
 import os
 import shutil
 import stat
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from dreamteam.harness.checks import check_candidate
-from dreamteam.harness.sandbox.launcher import Isolation, Limits, run_sandboxed
+from dreamteam.harness.sandbox.launcher import Isolation, Limits, ProcessResult, run_sandboxed
 from dreamteam.harness.scoring.common import EvalOutcome, Score, process_failure
 from dreamteam.harness.scoring.lm import evaluate_checkpoint
 from dreamteam.harness.scoring.rows import evaluate_rows
@@ -146,8 +149,63 @@ def _trial(
         "seed": seed,
         "device": device,
     }
-    limits = budget.train_limits(iters)
-    proc = run_sandboxed("train", config, train_dir, limits, isolation, on_output=on_output)
+    ckpt = train_dir / task.contract.checkpoint
+    evaluate = partial(
+        _evaluate, task, dict(files), ckpt, data, work_dir / "eval", budget, isolation, device
+    )
+    gate = _Gate()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # the scoring processes start now and import torch while the candidate trains (a
+        # core is idle while the training process imports its own); they wait for the gate
+        early = pool.submit(evaluate, gate, iters) if task.is_lm else None
+        try:
+            proc = run_sandboxed(
+                "train", config, train_dir, budget.train_limits(iters), isolation,
+                on_output=on_output,
+            )  # fmt: skip
+            return _after_training(
+                task, files, proc, ckpt, seed, fidelity, iters, keep_checkpoint,
+                partial(_opened, early, gate) if early else evaluate,
+            )  # fmt: skip
+        finally:
+            gate.release(False)  # no checkpoint to score, or it was scored: end the waiters
+
+
+class _Gate:
+    """Opens once: to score a checkpoint (True) or to end the waiting processes (False)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._open = False
+
+    def release(self, open_: bool) -> None:
+        if not self._event.is_set():
+            self._open = open_
+            self._event.set()
+
+    def __call__(self) -> bool:
+        self._event.wait()
+        return self._open
+
+
+def _opened(early: Future[EvalOutcome], gate: _Gate) -> EvalOutcome:
+    """The early-started evaluation's outcome, once the checkpoint is there to score."""
+    gate.release(True)
+    return early.result()
+
+
+def _after_training(
+    task: Task,
+    files: Mapping[str, str],
+    proc: ProcessResult,
+    ckpt: Path,
+    seed: int,
+    fidelity: str,
+    iters: int,
+    keep_checkpoint: Path | None,
+    evaluate: Callable[[], EvalOutcome],
+) -> TrialResult:
+    """The run-contract checks on a finished training, then the score (`evaluate()`)."""
     out = proc.report
     # what every outcome from here on carries: the training log and the child's counters
     trained = TrialResult(
@@ -169,11 +227,10 @@ def _trial(
     problem = _contract_problem(task, out)
     if problem:
         return replace(trained, reason=problem)
-    ckpt = train_dir / task.contract.checkpoint
     problem = _checkpoint_problem(task, ckpt)
     if problem:
         return replace(trained, reason=problem)
-    outcome = _evaluate(task, dict(files), ckpt, data, work_dir / "eval", budget, isolation)
+    outcome = evaluate()
     self_loss = _first_number(out.get("returned"))
     if outcome.score is None:
         eval_log = outcome.process.log if outcome.process else ""
@@ -218,13 +275,20 @@ def _evaluate(
     work_dir: Path,
     budget: TrialBudget,
     isolation: Isolation,
+    device: str,
+    gate: Callable[[], bool] | None = None,
+    iters: int = 0,
 ) -> EvalOutcome:
-    """The task's harness-owned score of a trained checkpoint."""
+    """The task's harness-owned score of a trained checkpoint. With a `gate` (the LM task),
+    its processes start before training ends, and their clock allows for the training too."""
     limits = budget.eval_limits()
     if task.is_lm:
+        if gate is not None:
+            wall = limits.wall_seconds + budget.train_limits(iters).wall_seconds
+            limits = replace(limits, wall_seconds=wall)
         val = np.fromfile(data.val, dtype=np.uint16)
         return evaluate_checkpoint(
-            task, files, ckpt, val, data.val_bytes(), work_dir, limits, isolation
+            task, files, ckpt, val, data.val_bytes(), work_dir, limits, isolation, device, gate
         )
     metric = load_metric(task)
     return evaluate_rows(task, metric, files, ckpt, data.root, work_dir, limits, isolation)

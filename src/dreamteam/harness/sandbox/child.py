@@ -184,16 +184,19 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
 
 
-def _load_model(config: dict[str, Any], work_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """The candidate's model from its own code and its checkpoint (weights only: no pickle)."""
+def _load_model(
+    config: dict[str, Any], work_dir: Path, device: str = "cpu"
+) -> tuple[Any, dict[str, Any]]:
+    """The candidate's model from its own code and its checkpoint (weights only: no pickle),
+    on `device` (the trial's: the harness chose it, never this file)."""
     import torch
 
     module = importlib.import_module(Path(config["model_file"]).stem)
-    ckpt = torch.load(work_dir / "ckpt.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(work_dir / "ckpt.pt", map_location=device, weights_only=True)
     args = dict(ckpt["model_args"])
     model = getattr(module, config["model_class"])(getattr(module, config["config_class"])(**args))
     model.load_state_dict(ckpt["state_dict"])
-    model.eval()
+    model.to(device).eval()
     return model, args
 
 
@@ -244,6 +247,10 @@ def _evaluate(config: dict[str, Any]) -> int:
 
     torch.set_num_threads(max(int(config["threads"]), 1))
     work_dir = Path(config["work_dir"])
+    # started early, this process imports torch while the harness trains the model; it
+    # stages the weights and the inputs, then says go (no line: nothing to score)
+    if config.get("wait_for_go") and not sys.stdin.readline().strip():
+        return 0
     inputs = np.load(work_dir / "inputs.npy")
     layers = _confine(config)
     vocab, chunk = int(config["vocab_size"]), int(config["chunk"])
@@ -252,7 +259,8 @@ def _evaluate(config: dict[str, Any]) -> int:
     shared = mmap.mmap(int(config["logits_fd"]), 2 * chunk * t * vocab * 4)
     out = np.frombuffer(shared, dtype=np.float32).reshape(2, chunk, t, vocab)
     try:
-        model, args = _load_model(config, work_dir)
+        device = str(config.get("device", "cpu"))
+        model, args = _load_model(config, work_dir, device)
         n_params = sum(p.numel() for p in model.parameters())
         _report(
             config,
@@ -260,7 +268,7 @@ def _evaluate(config: dict[str, Any]) -> int:
         )
         for line in sys.stdin:
             i = int(line)
-            x = torch.from_numpy(inputs[i * chunk : (i + 1) * chunk]).long()
+            x = torch.from_numpy(inputs[i * chunk : (i + 1) * chunk]).long().to(device)
             with torch.no_grad():
                 logits = _logits(model, x)
             if (
@@ -273,7 +281,7 @@ def _evaluate(config: dict[str, Any]) -> int:
                 raise ValueError(
                     f"model(idx) must return logits of shape (B, T, >={vocab}), got {shape}"
                 )
-            out[i % 2, : len(x)] = logits[..., :vocab].float().numpy()
+            out[i % 2, : len(x)] = logits[..., :vocab].float().cpu().numpy()
             _report(config, {"chunk": i})
     except BaseException as exc:
         traceback.print_exc()

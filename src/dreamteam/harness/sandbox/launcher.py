@@ -130,12 +130,16 @@ def run_sandboxed(
     converse: Conversation | None = None,
     on_output: Callable[[str], None] | None = None,
     pass_fds: tuple[int, ...] = (),
+    prepare: Callable[[IO[bytes]], bool] | None = None,
 ) -> ProcessResult:
     """Run child.py in `mode` inside the sandbox; return how it ended and what it reported.
 
     `converse(stdin, results)` runs while the child lives, for modes that talk (evaluation);
     otherwise the child's report is read from the result channel when it exits.
     `on_output` sees the child's output line by line as it comes (for progress displays).
+    `prepare(stdin)`, for a child started ahead of its work (it imports while the harness
+    waits), runs first: it stages the child's files and tells it to go, or returns False to
+    end it unstarted (the conversation is then skipped).
     """
     cgroup = _open_cgroup(isolation, limits)
     read_fd, write_fd = os.pipe()
@@ -169,7 +173,11 @@ def run_sandboxed(
     timer = threading.Timer(limits.wall_seconds, on_timeout)
     timer.start()
     try:
-        if converse is not None:
+        started = prepare is None
+        if prepare is not None:
+            with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+                started = prepare(proc.stdin)
+        if converse is not None and started:
             with contextlib.suppress(BrokenPipeError, OSError, ValueError):
                 confirmed += _confirmed_layers(results.readline())
                 converse(proc.stdin, results)
