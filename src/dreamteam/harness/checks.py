@@ -276,6 +276,8 @@ def _check_calls(tree: ast.Module, file: str, hidden: tuple[str, ...]) -> list[V
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id in FORBIDDEN_CALLS:
                 msg = f"call to {node.func.id}() is not allowed"
+                if node.func.id == "vars":
+                    msg += " (for a dataclass's fields, dataclasses.asdict(obj))"
                 out.append(Violation("forbidden-call", file, node.lineno, msg))
             if node.func.id in {"setattr", "delattr"} and node.args:
                 first = node.args[0]
@@ -351,9 +353,17 @@ def _check_model(tree: ast.Module, file: str, task: Task) -> list[Violation]:
     defined |= {
         a.asname or a.name for s in tree.body if isinstance(s, ast.ImportFrom) for a in s.names
     }
+    c = task.contract
+    built = f"{c.model_class}({c.config_class}(**model_args))"
     return [
-        Violation("contract", file, 1, f"{file} must define {name} (the evaluator builds it)")
-        for name in (task.contract.model_class, task.contract.config_class)
+        Violation(
+            "contract",
+            file,
+            1,
+            f"{file} must define {name}, the [contract] {key} of task.toml"
+            f" (the evaluator builds {built})",
+        )
+        for key, name in (("model_class", c.model_class), ("config_class", c.config_class))
         if name not in defined
     ]
 
