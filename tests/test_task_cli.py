@@ -31,6 +31,7 @@ def scaffold(dt_env: Path, tmp_path: Path) -> Path:
     target = tmp_path / "my-task"
     result = runner.invoke(app, ["task", "init", str(target)])
     assert result.exit_code == 0, result.output
+    assert f"then `dreamteam task check {target} --run`" in result.output  # the next step, whole
     return target
 
 
@@ -55,6 +56,8 @@ def test_a_scaffolded_task_passes_its_check(scaffold: Path, dt_env: Path) -> Non
     assert len(oks) == 5
     assert "defines load_eval, score, prepare" in result.output
     assert "4000 rows" in result.output and "ready" in result.output
+    # "ready" is static: the line before it says how to train the baseline first
+    assert f"not trained yet: `dreamteam task check {scaffold} --run`" in result.output
     assert (dt_env / "data" / "tasks").is_dir()  # the data was prepared under the home
 
 
