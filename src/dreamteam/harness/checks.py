@@ -19,6 +19,7 @@ from dreamteam.tasks import Task
 FORBIDDEN_CALLS = frozenset(
     {"exec", "eval", "compile", "__import__", "globals", "vars", "breakpoint", "input"}
 )
+_HINTS = {"vars": " (for a dataclass's fields, dataclasses.asdict(obj))"}
 FORBIDDEN_ATTRS = frozenset(
     {
         "system",
@@ -275,9 +276,7 @@ def _check_calls(tree: ast.Module, file: str, hidden: tuple[str, ...]) -> list[V
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id in FORBIDDEN_CALLS:
-                msg = f"call to {node.func.id}() is not allowed"
-                if node.func.id == "vars":
-                    msg += " (for a dataclass's fields, dataclasses.asdict(obj))"
+                msg = f"call to {node.func.id}() is not allowed{_HINTS.get(node.func.id, '')}"
                 out.append(Violation("forbidden-call", file, node.lineno, msg))
             if node.func.id in {"setattr", "delattr"} and node.args:
                 first = node.args[0]
@@ -354,16 +353,12 @@ def _check_model(tree: ast.Module, file: str, task: Task) -> list[Violation]:
         a.asname or a.name for s in tree.body if isinstance(s, ast.ImportFrom) for a in s.names
     }
     c = task.contract
-    built = f"{c.model_class}({c.config_class}(**model_args))"
+    why = f"of task.toml (the evaluator builds {c.model_class}({c.config_class}(**model_args)))"
+    names = {"model_class": c.model_class, "config_class": c.config_class}
+    msg = "{} must define {}, the [contract] {} {}"
     return [
-        Violation(
-            "contract",
-            file,
-            1,
-            f"{file} must define {name}, the [contract] {key} of task.toml"
-            f" (the evaluator builds {built})",
-        )
-        for key, name in (("model_class", c.model_class), ("config_class", c.config_class))
+        Violation("contract", file, 1, msg.format(file, name, key, why))
+        for key, name in names.items()
         if name not in defined
     ]
 
