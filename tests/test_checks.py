@@ -151,6 +151,21 @@ def test_contract_of_the_model_file() -> None:
     assert any(v.rule == "contract" and "GPTConfig" in v.message for v in report.violations)
 
 
+def test_a_missing_model_class_names_its_task_toml_key() -> None:
+    """A newcomer who never wrote a GPTConfig learns which key of task.toml asks for it."""
+    files = dict(BASELINE)
+    files["model.py"] = files["model.py"].replace("class GPTConfig:", "class Config:")
+    (message,) = [v.message for v in check_candidate(files, TASK).violations]
+    assert "[contract] config_class of task.toml" in message
+    assert "GPT(GPTConfig(**model_args))" in message
+
+
+def test_vars_is_refused_with_what_to_use_instead() -> None:
+    report = check_candidate(_with("    args = vars(object())\n"), TASK)
+    (message,) = [v.message for v in report.violations if v.rule == "forbidden-call"]
+    assert "dataclasses.asdict" in message
+
+
 def test_reason_summarises_the_first_violation() -> None:
     report = CheckReport((Violation("a", "f.py", 3, "m"), Violation("b", "f.py", 4, "n")))
     assert report.reason() == "f.py:3: a: m (+1 more)"

@@ -284,3 +284,23 @@ def test_process_failure_classification(
 ) -> None:
     got_status, reason = process_failure(process, error)
     assert got_status == status and words in reason
+
+
+def test_a_checkpoint_of_another_form_says_which_form_it_must_have() -> None:
+    """A bare state_dict (the usual torch.save) is named as such, not a KeyError."""
+    from dreamteam.harness.sandbox.child import checkpoint_parts
+
+    bare = {"fc1.weight": 0, "fc1.bias": 0, "fc2.weight": 0, "fc2.bias": 0}
+    with pytest.raises(
+        ValueError,
+        match=r'must be \{"model_args": dict.*keys fc1.weight, fc1.bias, fc2.weight, \.\.\.',
+    ):
+        checkpoint_parts(bare)
+    with pytest.raises(ValueError, match="not list"):
+        checkpoint_parts([1, 2])
+    with pytest.raises(ValueError, match="model_args must be a dict, not int"):
+        checkpoint_parts({"model_args": 3, "state_dict": {}})
+    assert checkpoint_parts({"model_args": {"a": 1}, "state_dict": {"w": 2}}) == (
+        {"a": 1},
+        {"w": 2},
+    )

@@ -31,6 +31,7 @@ def scaffold(dt_env: Path, tmp_path: Path) -> Path:
     target = tmp_path / "my-task"
     result = runner.invoke(app, ["task", "init", str(target)])
     assert result.exit_code == 0, result.output
+    assert f"then `dreamteam task check {target} --run`" in result.output  # the next step, whole
     return target
 
 
@@ -55,6 +56,8 @@ def test_a_scaffolded_task_passes_its_check(scaffold: Path, dt_env: Path) -> Non
     assert len(oks) == 5
     assert "defines load_eval, score, prepare" in result.output
     assert "4000 rows" in result.output and "ready" in result.output
+    # "ready" is static: the line before it says how to train the baseline first
+    assert f"not trained yet: `dreamteam task check {scaffold} --run`" in result.output
     assert (dt_env / "data" / "tasks").is_dir()  # the data was prepared under the home
 
 
@@ -148,3 +151,20 @@ def test_a_task_with_only_smoke_and_full_gets_defaults_it_has(scaffold: Path) ->
     with pytest.raises(DreamteamError, match="no fidelity 'low'"):
         task.iterations("low")  # the old default would have failed
     assert task.level("low", 1) == "full"  # what `eval` takes when no --fidelity is given
+
+
+def test_a_run_whose_baseline_crashes_stops_at_its_first_trial_saying_why(
+    scaffold: Path, dt_env: Path, tmp_path: Path
+) -> None:
+    """`task check` without --run cannot see a train() that crashes: the run stops after the
+    baseline's screening trial (not after its confirmation seeds too), with the reason."""
+    train = scaffold / "train.py"
+    train.write_text(train.read_text().replace("MLP(MLPConfig(**model_args))", "MLP()"))
+    run_dir = tmp_path / "run"
+    args = ["--generations", "1", "--plain", "--run-dir", str(run_dir)]
+    done = _run("run", "--task", str(scaffold), *args, home=dt_env)
+    assert done.returncode == 1
+    assert done.stdout.count("trial g0-baseline") == 1, done.stdout
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("ConfigError: the baseline itself failed to train (crashed: ")
+    assert "TypeError" in line and line.endswith(str(run_dir / "gen_0" / "baseline" / "log.txt"))

@@ -94,6 +94,13 @@ def test_a_broken_toml_file_says_where(task_dir: Path) -> None:
         load_task_dir(task_dir)
 
 
+def test_a_file_given_as_the_task_is_not_told_to_become_one(task_dir: Path) -> None:
+    """`task check DIR/train.py` says a task is a directory, not `task init DIR/train.py`."""
+    with pytest.raises(TaskError, match=r"train\.py is a file: a task is the directory") as raised:
+        load_task_dir(task_dir / "train.py")
+    assert "task init" not in str(raised.value)
+
+
 def test_a_harness_file_without_score_is_refused(task_dir: Path) -> None:
     harness = task_dir / "harness.py"
     harness.write_text(harness.read_text().replace("def score(", "def _score("))

@@ -388,3 +388,12 @@ def test_persona_priors_pick_among_the_script_edits(task, scripts) -> None:
     assert sum(norms[n] for n in layers) > sum(plain[n] for n in layers) + 5
     assert steps["warmup_schedule"] > plain["warmup_schedule"] + 3
     assert set(plain) <= {*NAMES, "tune_hyperparameters"} and len(plain) >= 6
+
+
+def test_inline_literals_are_described_by_the_names_written_in_the_code() -> None:
+    """`momentum 0.9 -> 0.8`, as in the call, not the draw's own kind (`memory`)."""
+    src = "import torch\ndef build(m):\n    return torch.optim.SGD(m, lr=0.05, momentum=0.9)\n"
+    for seed in range(20):
+        detail = tune_literals({"train.py": src}, random.Random(seed)).detail
+        assert detail.startswith(("lr 0.05 -> ", "momentum 0.9 -> ")), detail
+        assert "memory" not in detail and "rate" not in detail

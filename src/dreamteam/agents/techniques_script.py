@@ -59,6 +59,10 @@ _DRAWS: dict[str, Callable[[float, random.Random], float]] = {
 }
 
 
+# what a user wrote, for the change's description: momentum=, not the draw's kind "memory"
+_SHOWN = {"rate": "lr", "decay": "weight_decay", "memory": "momentum", "clip": "max_norm"}
+
+
 def _sites(call: cst.Call, src: str) -> list[tuple[cst.Arg, str]]:
     """The literal hyperparameters of one call: (argument, kind)."""
     last = code_of(call.func).rpartition(".")[2]
@@ -149,7 +153,7 @@ def tune_literals(files: Files, rng: random.Random) -> Change:
     for file, index, kind, value in picked:
         new = _new_value(value, kind, rng)
         todo.setdefault(file, {})[index] = new
-        details.append(f"{kind} {value} -> {new}")
+        details.append(f"{_SHOWN.get(kind, kind)} {value} -> {new}")
     for file, values in todo.items():
         files[file] = _set_sites(files[file], values)
     return Change(files, ", ".join(details))

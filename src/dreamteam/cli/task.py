@@ -34,7 +34,10 @@ def init(
     Then: dreamteam task check my-task --run, and dreamteam run --task my-task.
     """
     init_task(directory, template)
-    console.print(f"task written to {directory}: edit task.toml, then `dreamteam task check`")
+    check = f"dreamteam task check {shlex.quote(str(directory))} --run"
+    console.print(
+        f"task written to {directory}: edit task.toml, then `{check}`", markup=False, soft_wrap=True
+    )
     for path in sorted(directory.iterdir()):
         console.print(f"  {path.name}")
 
@@ -62,7 +65,15 @@ def check(
         print_summary(results)
         if not results[0].ok:
             raise typer.Exit(1)
-    command = f"dreamteam run --task {shlex.quote(str(directory))}"
+    quoted = shlex.quote(str(directory))
+    if not run:
+        level = result.task.smallest_fidelity()
+        note = (
+            f"baseline not trained yet: `dreamteam task check {quoted} --run` trains and scores"
+            f" it at {level} ({result.task.iterations(level)} steps)"
+        )
+        console.print(note, markup=False, soft_wrap=True)
+    command = f"dreamteam run --task {quoted}"
     console.print(f"task {result.task.name!r} is ready: {command}", markup=False, soft_wrap=True)
 
 

@@ -19,6 +19,7 @@ from dreamteam.tasks import Task
 FORBIDDEN_CALLS = frozenset(
     {"exec", "eval", "compile", "__import__", "globals", "vars", "breakpoint", "input"}
 )
+_HINTS = {"vars": " (for a dataclass's fields, dataclasses.asdict(obj))"}
 FORBIDDEN_ATTRS = frozenset(
     {
         "system",
@@ -275,7 +276,7 @@ def _check_calls(tree: ast.Module, file: str, hidden: tuple[str, ...]) -> list[V
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id in FORBIDDEN_CALLS:
-                msg = f"call to {node.func.id}() is not allowed"
+                msg = f"call to {node.func.id}() is not allowed{_HINTS.get(node.func.id, '')}"
                 out.append(Violation("forbidden-call", file, node.lineno, msg))
             if node.func.id in {"setattr", "delattr"} and node.args:
                 first = node.args[0]
@@ -351,9 +352,13 @@ def _check_model(tree: ast.Module, file: str, task: Task) -> list[Violation]:
     defined |= {
         a.asname or a.name for s in tree.body if isinstance(s, ast.ImportFrom) for a in s.names
     }
+    c = task.contract
+    why = f"of task.toml (the evaluator builds {c.model_class}({c.config_class}(**model_args)))"
+    names = {"model_class": c.model_class, "config_class": c.config_class}
+    msg = "{} must define {}, the [contract] {} {}"
     return [
-        Violation("contract", file, 1, f"{file} must define {name} (the evaluator builds it)")
-        for name in (task.contract.model_class, task.contract.config_class)
+        Violation("contract", file, 1, msg.format(file, name, key, why))
+        for key, name in names.items()
         if name not in defined
     ]
 

@@ -138,17 +138,21 @@ class Search:
             self.store.add_candidate(stored)
             self.store.start_generation(0, "")
         self.trials.measure([stored], self.config.screen_fidelity, [self.screen_seed])
+        screened = self.store.trial(BASELINE_ID, self.config.screen_fidelity, self.screen_seed)
+        if screened is not None and screened.status is not Status.OK:  # no use confirming it
+            raise self._failed_baseline(f" ({screened.status}: {screened.reason})")
         self.trials.measure([stored], self.config.fidelity, self.confirm_seeds)
         est = self.trials.estimate(BASELINE_ID, self.config.fidelity, self.confirm_seeds)
         if est is None:
-            raise ConfigError(
-                "the baseline itself failed to train: see "
-                f"{self.store.run_dir / 'gen_0' / 'baseline' / 'log.txt'}"
-            )
+            raise self._failed_baseline("")
         self.noise_sd = est.sd
         note = f"noise sd {est.sd:.4f} at {self.config.fidelity}"
         self.store.finish_generation(0, BASELINE_ID, [], note, self._judge_elite())
         return self.store.candidate(BASELINE_ID) or stored
+
+    def _failed_baseline(self, why: str) -> ConfigError:
+        log = self.store.run_dir / "gen_0" / "baseline" / "log.txt"
+        return ConfigError(f"the baseline itself failed to train{why}: see {log}")
 
     def _generation(self, number: int, parent: CandidateRecord, rescued: str) -> CandidateRecord:
         """Propose, screen, repair, promote, confirm and select; `rescued` says how the elite

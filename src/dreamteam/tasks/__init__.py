@@ -260,6 +260,8 @@ def _metric(r: _Reader, root: Path, editable: tuple[str, ...], allowed: frozense
 def load_task_dir(root: Path) -> Task:
     """Load and validate a task directory; a problem is a one-line TaskError naming the field."""
     path = root / "task.toml"
+    if root.is_file():
+        raise TaskError(f"{root} is a file: a task is the directory holding task.toml")
     if not path.is_file():
         raise TaskError(f"{root} has no task.toml: create one with `dreamteam task init {root}`")
     try:

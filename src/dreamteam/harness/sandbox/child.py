@@ -184,6 +184,24 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
 
 
+_CKPT_FORM = '{"model_args": dict, "state_dict": model.state_dict()}'
+
+
+def checkpoint_parts(ckpt: Any) -> tuple[dict[str, Any], Any]:
+    """The model_args and state_dict of a loaded checkpoint, or a ValueError saying its form."""
+    if not isinstance(ckpt, dict) or not {"model_args", "state_dict"} <= set(ckpt):
+        if isinstance(ckpt, dict):
+            keys = ", ".join(str(k) for k in list(ckpt)[:3]) + (", ..." if len(ckpt) > 3 else "")
+            found = f"a dict with keys {keys or '(none)'}"
+        else:
+            found = type(ckpt).__name__
+        raise ValueError(f"the checkpoint must be {_CKPT_FORM}, not {found}")
+    if not isinstance(ckpt["model_args"], dict):
+        found = type(ckpt["model_args"]).__name__
+        raise ValueError(f"the checkpoint's model_args must be a dict, not {found}")
+    return dict(ckpt["model_args"]), ckpt["state_dict"]
+
+
 def _load_model(
     config: dict[str, Any], work_dir: Path, device: str = "cpu"
 ) -> tuple[Any, dict[str, Any]]:
@@ -193,9 +211,9 @@ def _load_model(
 
     module = importlib.import_module(Path(config["model_file"]).stem)
     ckpt = torch.load(work_dir / "ckpt.pt", map_location=device, weights_only=True)
-    args = dict(ckpt["model_args"])
+    args, state_dict = checkpoint_parts(ckpt)
     model = getattr(module, config["model_class"])(getattr(module, config["config_class"])(**args))
-    model.load_state_dict(ckpt["state_dict"])
+    model.load_state_dict(state_dict)
     model.to(device).eval()
     return model, args
 
