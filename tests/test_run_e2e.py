@@ -52,6 +52,9 @@ def test_run_writes_the_tree_and_the_contract_lines(tmp_path: Path, mirror: Path
     lines = done.stdout.strip().splitlines()
     assert lines[-2].startswith("best: ") and "baseline=" in lines[-2] and "ci95=" in lines[-2]
     assert " fidelity=smoke" in lines[-2]  # the claim names its budget
+    fields = dict(f.split("=", 1) for f in lines[-2].split() if "=" in f)
+    beyond = float(fields["delta"]) < -float(fields["ci95"])
+    assert fields["beyond_noise"] == ("yes" if beyond else "no")  # says whether it is a win
     assert lines[-1] == f"report: {run_dir / 'report.html'}"
     assert (run_dir / "dreamteam.sqlite").is_file() and (run_dir / "report.html").is_file()
     results = (run_dir / "gen_1" / "results.txt").read_text().splitlines()

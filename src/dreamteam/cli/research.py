@@ -153,7 +153,9 @@ def _print_summary(summary: RunSummary, report: Path) -> None:
     print(
         f"best: {summary.best} {summary.persona} val_loss={summary.val_loss:.4f} "
         f"baseline={summary.baseline:.4f} delta={summary.delta:+.4f} ci95={summary.ci95:.4f} "
-        f"fidelity={summary.fidelity} steps={summary.steps}"
+        f"fidelity={summary.fidelity} steps={summary.steps} "
+        # a delta inside its interval is no win, whatever its sign
+        f"beyond_noise={'yes' if summary.better else 'no'}"
     )
     print(f"report: {report}")
 
