@@ -11,9 +11,11 @@ sandbox gives every candidate (see dreamteam.harness.sandbox.launcher).
 --compare DIR also times another copy of the baseline (a folder holding its train.py and
 model.py, e.g. an older checkout's) in the same rounds: a before/after from one run.
 
-Each run also reports its mean training loss over its last 100 iterations (the same number of
-iterations on the same train.bin, seed 1337 for both), so a speed-up that costs loss shows next to the ratio.
-The last line is the ratio (reference ms/iter over baseline ms/iter).
+Each run also reports its CPU time per iteration (user + system, all threads: on a loaded
+machine it moves less than the wall clock) and its mean training loss over its last 100
+iterations (the same number of iterations on the same train.bin, seed 1337 for both), so a
+speed-up that costs loss shows next to the ratio.
+The last line is the ratio (reference wall ms/iter over baseline wall ms/iter).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from dreamteam.harness.sandbox.launcher import candidate_environment
 from dreamteam.tasks import load_task
@@ -85,7 +88,7 @@ def batch():
 model = GPT()
 opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1)
 recent = []
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 for it in range(iters):
     if it % 100 == 0:
         with torch.no_grad():
@@ -96,26 +99,35 @@ for it in range(iters):
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     recent = (recent + [loss.item()])[-100:]
-print((time.perf_counter() - start) / iters * 1000, sum(recent) / len(recent))
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(wall / iters * 1000, cpu / iters * 1000, sum(recent) / len(recent))
 """
 
 OURS = r"""
 import sys, time
 sys.path.insert(0, sys.argv[3])
 import train
-start = time.perf_counter()
-loss, _ = train.train(data_dir=sys.argv[1], out_dir=sys.argv[4], iters=int(sys.argv[2]))
-print((time.perf_counter() - start) / int(sys.argv[2]) * 1000, loss)
+iters = int(sys.argv[2])
+start, cpu = time.perf_counter(), time.process_time()
+loss, _ = train.train(data_dir=sys.argv[1], out_dir=sys.argv[4], iters=iters)
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(wall / iters * 1000, cpu / iters * 1000, loss)
 """
 
 
-def _time(script: str, args: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(ms per iteration, mean training loss of the last 100 iterations) of one run."""
+class Run(NamedTuple):
+    """One training run: wall and CPU ms per iteration, mean loss of its last 100 iterations."""
+
+    ms: float
+    cpu_ms: float
+    loss: float
+
+
+def _time(script: str, args: list[str], env: dict[str, str]) -> Run:
     out = subprocess.run(
         [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, check=True
     )
-    ms, loss = out.stdout.strip().splitlines()[-1].split()
-    return float(ms), float(loss)
+    return Run(*map(float, out.stdout.strip().splitlines()[-1].split()))
 
 
 def main() -> None:
@@ -131,9 +143,9 @@ def main() -> None:
     paths: DataPaths = resolve_data(mirror=os.environ.get("DREAMTEAM_DATA_MIRROR"))
     task = load_task("shakespeare")
     plain_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    ref_runs: list[tuple[float, float]] = []
-    our_runs: list[tuple[float, float]] = []
-    other_runs: list[tuple[float, float]] = []
+    ref_runs: list[Run] = []
+    our_runs: list[Run] = []
+    other_runs: list[Run] = []
     with tempfile.TemporaryDirectory() as out:
         sandbox_env = candidate_environment(Path(out), threads=os.cpu_count() or 1)
         sandbox_env["PYTHONPATH"] = os.pathsep.join(sys.path)
@@ -149,17 +161,21 @@ def main() -> None:
     ours = _report("dreamteam baseline (sandbox env)         ", our_runs)
     if other_runs:
         other = _report(f"compared: {args.compare} (sandbox env)", other_runs)
-        print(f"ratio reference/compared: {ref / other:.2f}x")
-    print(f"ratio reference/baseline: {ref / ours:.2f}x")
+        print(
+            f"ratio reference/compared: {ref.ms / other.ms:.2f}x (cpu {ref.cpu_ms / other.cpu_ms:.2f}x)"
+        )
+    print(f"cpu ratio reference/baseline: {ref.cpu_ms / ours.cpu_ms:.2f}x")
+    print(f"ratio reference/baseline: {ref.ms / ours.ms:.2f}x")
 
 
-def _report(name: str, runs: list[tuple[float, float]]) -> float:
-    """Print one implementation's median ms/iter, its runs and losses; return the median."""
-    ms = statistics.median(m for m, _ in runs)
-    times = ", ".join(f"{m:.1f}" for m, _ in runs)
-    losses = ", ".join(f"{loss:.4f}" for _, loss in runs)
-    print(f"{name}: {ms:.1f} ms/iter  runs=[{times}]  loss(last 100 iters)=[{losses}]")
-    return ms
+def _report(name: str, runs: list[Run]) -> Run:
+    """Print one implementation's medians, its runs and losses; return the medians."""
+    ms = statistics.median(r.ms for r in runs)
+    cpu = statistics.median(r.cpu_ms for r in runs)
+    times = ", ".join(f"{r.ms:.1f}" for r in runs)
+    losses = ", ".join(f"{r.loss:.4f}" for r in runs)
+    print(f"{name}: {ms:.1f} ms/iter (cpu {cpu:.1f})  runs=[{times}]  loss=[{losses}]")
+    return Run(ms, cpu, statistics.median(r.loss for r in runs))
 
 
 if __name__ == "__main__":
