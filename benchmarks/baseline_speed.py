@@ -6,9 +6,16 @@ fresh subprocess; the two are interleaved (A B A B ...) so machine noise hits bo
 The reference runs as a user would run it; the baseline runs in the environment the
 sandbox gives every candidate (see dreamteam.harness.sandbox.launcher).
 
-    python benchmarks/baseline_speed.py [--iters 300] [--rounds 2] [--quick]
+    python benchmarks/baseline_speed.py [--iters 300] [--rounds 2] [--quick] [--compare DIR]
 
-The last line is the ratio (reference ms/iter over baseline ms/iter).
+--compare DIR also times another copy of the baseline (a folder holding its train.py and
+model.py, e.g. an older checkout's) in the same rounds: a before/after from one run.
+
+Each run also reports its CPU time per iteration (user + system, all threads: on a loaded
+machine it moves less than the wall clock) and its mean training loss over its last 100
+iterations (the same number of iterations on the same train.bin, seed 1337 for both), so a
+speed-up that costs loss shows next to the ratio.
+The last line is the ratio (reference wall ms/iter over baseline wall ms/iter).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from dreamteam.harness.sandbox.launcher import candidate_environment
 from dreamteam.tasks import load_task
@@ -79,7 +87,8 @@ def batch():
     return x, y
 model = GPT()
 opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1)
-start = time.perf_counter()
+recent = []
+start, cpu = time.perf_counter(), time.process_time()
 for it in range(iters):
     if it % 100 == 0:
         with torch.no_grad():
@@ -89,24 +98,36 @@ for it in range(iters):
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-print((time.perf_counter() - start) / iters * 1000)
+    recent = (recent + [loss.item()])[-100:]
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(wall / iters * 1000, cpu / iters * 1000, sum(recent) / len(recent))
 """
 
 OURS = r"""
 import sys, time
 sys.path.insert(0, sys.argv[3])
 import train
-start = time.perf_counter()
-train.train(data_dir=sys.argv[1], out_dir=sys.argv[4], iters=int(sys.argv[2]))
-print((time.perf_counter() - start) / int(sys.argv[2]) * 1000)
+iters = int(sys.argv[2])
+start, cpu = time.perf_counter(), time.process_time()
+loss, _ = train.train(data_dir=sys.argv[1], out_dir=sys.argv[4], iters=iters)
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(wall / iters * 1000, cpu / iters * 1000, loss)
 """
 
 
-def _time(script: str, args: list[str], env: dict[str, str]) -> float:
+class Run(NamedTuple):
+    """One training run: wall and CPU ms per iteration, mean loss of its last 100 iterations."""
+
+    ms: float
+    cpu_ms: float
+    loss: float
+
+
+def _time(script: str, args: list[str], env: dict[str, str]) -> Run:
     out = subprocess.run(
         [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, check=True
     )
-    return float(out.stdout.strip().splitlines()[-1])
+    return Run(*map(float, out.stdout.strip().splitlines()[-1].split()))
 
 
 def main() -> None:
@@ -115,25 +136,46 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="60 iterations, 1 round")
+    parser.add_argument("--compare", type=Path, help="another baseline folder, timed alongside")
     args = parser.parse_args()
     iters, rounds = (60, 1) if args.quick else (args.iters, args.rounds)
 
     paths: DataPaths = resolve_data(mirror=os.environ.get("DREAMTEAM_DATA_MIRROR"))
     task = load_task("shakespeare")
     plain_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    ref_ms, our_ms = [], []
+    ref_runs: list[Run] = []
+    our_runs: list[Run] = []
+    other_runs: list[Run] = []
     with tempfile.TemporaryDirectory() as out:
         sandbox_env = candidate_environment(Path(out), threads=os.cpu_count() or 1)
         sandbox_env["PYTHONPATH"] = os.pathsep.join(sys.path)
         for _ in range(rounds):
-            ref_ms.append(_time(REFERENCE, [str(paths.train), str(iters)], plain_env))
+            ref_runs.append(_time(REFERENCE, [str(paths.train), str(iters)], plain_env))
             our_args = [str(paths.train.parent), str(iters), str(task.root), out]
-            our_ms.append(_time(OURS, our_args, sandbox_env))
-    ref, ours = statistics.median(ref_ms), statistics.median(our_ms)
+            our_runs.append(_time(OURS, our_args, sandbox_env))
+            if args.compare:
+                other_args = [str(paths.train.parent), str(iters), str(args.compare), out]
+                other_runs.append(_time(OURS, other_args, sandbox_env))
     print(f"iterations per run: {iters}, rounds: {rounds}, torch threads: {os.cpu_count()}")
-    print(f"reference (fp32 nanoGPT-style, plain env): {ref:.1f} ms/iter  runs={ref_ms}")
-    print(f"dreamteam baseline (sandbox env):          {ours:.1f} ms/iter  runs={our_ms}")
-    print(f"ratio reference/baseline: {ref / ours:.2f}x")
+    ref = _report("reference (fp32 nanoGPT-style, plain env)", ref_runs)
+    ours = _report("dreamteam baseline (sandbox env)         ", our_runs)
+    if other_runs:
+        other = _report(f"compared: {args.compare} (sandbox env)", other_runs)
+        print(
+            f"ratio reference/compared: {ref.ms / other.ms:.2f}x (cpu {ref.cpu_ms / other.cpu_ms:.2f}x)"
+        )
+    print(f"cpu ratio reference/baseline: {ref.cpu_ms / ours.cpu_ms:.2f}x")
+    print(f"ratio reference/baseline: {ref.ms / ours.ms:.2f}x")
+
+
+def _report(name: str, runs: list[Run]) -> Run:
+    """Print one implementation's medians, its runs and losses; return the medians."""
+    ms = statistics.median(r.ms for r in runs)
+    cpu = statistics.median(r.cpu_ms for r in runs)
+    times = ", ".join(f"{r.ms:.1f}" for r in runs)
+    losses = ", ".join(f"{r.loss:.4f}" for r in runs)
+    print(f"{name}: {ms:.1f} ms/iter (cpu {cpu:.1f})  runs=[{times}]  loss=[{losses}]")
+    return Run(ms, cpu, statistics.median(r.loss for r in runs))
 
 
 if __name__ == "__main__":

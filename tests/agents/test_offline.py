@@ -351,8 +351,11 @@ def test_persona_priors_steer_the_draw(baseline):
         texts = [agent.propose(_request(baseline, "p", keys, s)).text for s in range(40)]
         return Counter(t.splitlines()[1].split(":")[0].lstrip("- ") for t in texts)
 
+    # The draw's seed does not include the priors, so both runs see the same random numbers:
+    # ignored priors give equal counts. A fixed margin on top made the test flip whenever the
+    # baseline's text (part of the seed) changed (with weight 4: ~9 against ~3 expected of 40).
     steered, plain = drawn(("rope", "muon")), drawn(())
-    assert steered["rope"] + steered["muon"] > plain["rope"] + plain["muon"] + 5
+    assert steered["rope"] + steered["muon"] > plain["rope"] + plain["muon"]
 
 
 def test_nothing_applicable_changes_nothing_and_says_so(task):
