@@ -232,7 +232,7 @@ def test_the_floor_moves_the_cosine_schedule_floor(baseline, task):
     cosine = technique("cosine_schedule").apply(baseline, random.Random(0))
     out = technique("lr_floor").transform(cosine, random.Random(0))
     assert "cosine floor 0.1 ->" in out.detail and "lr_cooldown" not in out.files[TRAIN]
-    assert re.search(r"^min_lr_ratio = (0\.0|0\.05|0\.2)$", out.files[TRAIN], re.M)
+    assert re.search(r"^min_lr_ratio = (0\.0|0\.05|0\.2)\b", out.files[TRAIN], re.M)
     assert check_candidate(out.files, task).ok
 
 
@@ -250,9 +250,10 @@ def test_the_softcapped_head_has_the_gradient_autograd_computes():
     gx, gw = torch.autograd.grad(fused, (x, w))
     plain = torch.nn.functional.cross_entropy(space["softcap"](x @ w.t(), 4.0), targets)
     px, pw = torch.autograd.grad(plain, (x, w))
-    torch.testing.assert_close(fused, plain)
-    torch.testing.assert_close(gx, px)
-    torch.testing.assert_close(gw, pw)
+    # the head computes its logits in fp32, whatever the inputs' precision
+    torch.testing.assert_close(fused.double(), plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gx, px, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gw, pw, rtol=1e-5, atol=1e-6)
 
 
 def test_cautious_decay_only_shrinks_weights_the_update_moves_toward_zero():
