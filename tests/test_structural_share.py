@@ -4,6 +4,9 @@ LLM agents read the request in their prompt, the offline agent draws accordingly
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ from dreamteam.tasks import load_task
 from test_search import FakeExecutor, _Scripted, fake_search
 
 TEAM = 6
+_MAIN = "from dreamteam.cli import main; main()"
 
 
 @pytest.mark.parametrize("share", [0.0, 0.1, 0.25, 0.5, 0.7, 1.0])
@@ -111,3 +115,19 @@ def test_no_share_no_request(tmp_path) -> None:
     team = build_team(parse_model_map("offline"), Credentials.from_env({}), offline=lambda: agent)
     _run(tmp_path, 0.0, team)
     assert agent.prompts and not any(STRUCTURAL_REQUEST in p for p in agent.prompts)
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.2"])
+def test_a_share_outside_0_to_1_is_a_one_line_error(tmp_path, value) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _MAIN, "run", "--plain", "--structural-share", value],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, DREAMTEAM_HOME=str(tmp_path / "home")),
+        timeout=120,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "--structural-share" in done.stderr
+    assert not (tmp_path / "home" / "runs").exists() or not any(
+        (tmp_path / "home" / "runs").iterdir()
+    )
