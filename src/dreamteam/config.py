@@ -84,6 +84,8 @@ class RunConfig:
     repair: int = 1
     allocation: str = "uniform"  # uniform: each persona once; bandit: Thompson sampling on wins
     allocation_floor: int = 3  # bandit: every persona proposes at least once every N generations
+    # the share of each generation's proposals asked for a structural change (0: no request)
+    structural_share: float = 0.0
     persona_dirs: tuple[str, ...] = ()
     record: str = ""  # a cassette file to record LLM answers into
 
@@ -229,6 +231,9 @@ def _validate(config: RunConfig) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be a number, 0 or more")
+    share = config.structural_share
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise ConfigError("--structural-share must be a fraction from 0 to 1, e.g. 0.5")
     if config.crossover and config.elite < 2:
         raise ConfigError("--crossover 1 needs an elite of at least 2: set --elite 2 or more")
 

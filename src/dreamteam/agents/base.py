@@ -55,6 +55,7 @@ class AgentRequest:
     files: tuple[tuple[str, str], ...] = ()  # (file name, source) of the current candidate
     techniques: tuple[str, ...] = ()  # the persona's technique keys: the offline agent's priors
     seed: int = 0  # for agents that draw at random; LLM backends ignore it
+    structural: bool = False  # this slot is reserved for a structural change (the prompt says so)
     tag: str = ""  # what the call is for (a candidate id), for progress notes; never sent
 
 

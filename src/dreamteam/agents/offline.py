@@ -31,6 +31,8 @@ from dreamteam.agents.techniques import (
 )
 from dreamteam.agents.techniques_generic import hyperparameter_tuner
 from dreamteam.agents.techniques_script import retune_lr
+from dreamteam.propose.changes import extract_record
+from dreamteam.records import ChangeKind
 
 PRIOR_WEIGHT = 4.0  # a technique that matches a persona's keys is drawn this much more often
 # how often a structural change comes with a learning-rate re-tune: more often for personas
@@ -84,12 +86,15 @@ def choose_and_apply(
     count: int,
     catalogue: Sequence[Technique] = CATALOGUE,
     retune: Technique | None = None,
+    structural: bool = False,
 ) -> tuple[dict[str, str], list[tuple[Technique, Change]]]:
     """Apply up to ``count`` techniques one after another, each drawn among those that apply
     to the files as they stand, favouring ``priors``; a technique that fails is skipped.
 
     After a structural technique, ``retune`` (a small learning-rate move) follows when the
-    persona's draw allows: a new shape rarely trains best at the old step size."""
+    persona's draw allows: a new shape rarely trains best at the old step size. With
+    ``structural``, the first change must alter code, not only values (its change record
+    says structural); techniques that only move values are passed over until one does."""
     keys = set(priors)
     chance = RETUNE_CHANCE_LR if keys & _LR_KEYS else RETUNE_CHANCE
     current = dict(files)
@@ -109,12 +114,20 @@ def choose_and_apply(
             continue
         if change.files == current:
             continue
+        if structural and not done and not _restructures(current, change.files):
+            continue
         current = change.files
         done.append((pick, change))
         applied += 1
         if pick.structural and retune is not None and rng.random() < chance:
             current, done = _retuned(current, done, retune, rng)
     return current, done
+
+
+def _restructures(before: Mapping[str, str], after: Mapping[str, str]) -> bool:
+    """Whether the change from ``before`` to ``after`` alters code, not only values."""
+    record = extract_record(before, after)
+    return record is not None and record.kind is ChangeKind.STRUCTURAL
 
 
 def _retuned(
@@ -173,12 +186,16 @@ class OfflineAgent:
             _seed(self._seed, request.seed, request.persona, *sorted(files.items()))
         )
         count = rng.randint(1, self._max)
-        after, done = choose_and_apply(
-            files, request.techniques, rng, count, self._catalogue, self._retune
-        )
+        draw = (files, request.techniques, rng, count, self._catalogue, self._retune)
+        after, done = choose_and_apply(*draw, structural=request.structural)
+        missing = request.structural and not done  # asked for structure, none applies
+        if missing:
+            after, done = choose_and_apply(*draw)
         who = f" for {request.persona}" if request.persona else ""
         if done:
             lines = [f"Offline agent{who}: {len(done)} change(s) from the technique catalogue."]
+            if missing:
+                lines[0] += " No structural technique applies here, so these only move values."
             lines += [f"- {t.name}: {c.detail}. Why: {t.why}." for t, c in done]
         else:
             lines = [

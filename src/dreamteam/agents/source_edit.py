@@ -112,6 +112,9 @@ def _stmts(code: str) -> list[cst.BaseStatement]:
     return body
 
 
+statements = _stmts  # the public name, for the other edit modules
+
+
 def _leading(node: cst.BaseStatement) -> list[cst.EmptyLine]:
     return list(getattr(node, "leading_lines", ()))
 

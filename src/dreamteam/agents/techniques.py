@@ -10,7 +10,8 @@ earlier techniques, or an LLM's rewrite, only make a technique inapplicable, nev
 script (``techniques_script.py``, ``techniques_loop.py``, ``techniques_layers.py``): they
 need the task's protected constants and allowed imports, so they are built per task.
 
-The catalogue is assembled here from ``techniques_training.py`` and ``techniques_model.py``,
+The catalogue is assembled here from ``techniques_training.py`` and ``techniques_model.py``
+(and the speedrun's playbook, ``techniques_speedrun_train.py`` and ``..._model.py``),
 which define the techniques (``techniques_base.py``: the ``Technique`` record), out of the
 helpers in ``source_edit.py`` and the code templates in ``snippets.py``.
 """
@@ -24,6 +25,8 @@ from dreamteam.agents import (
     techniques_loop,
     techniques_model,
     techniques_script,
+    techniques_speedrun_model,
+    techniques_speedrun_train,
     techniques_training,
 )
 from dreamteam.agents.techniques_base import MODEL, TRAIN, Change, Files, Technique
@@ -61,9 +64,24 @@ _ORDER = (
     "muon",
     "label_smoothing",
     "z_loss",
+    # the speedrun's playbook: schedule floor, Muon momentum, per-role lrs, cautious decay ...
+    "lr_floor",
+    "muon_momentum_warmup",
+    "split_lr",
+    "cautious_wd",
+    # ... and the model's: soft-capped logits, U-net skips, value embeddings, multi-token loss
+    "logit_softcap",
+    "unet_skips",
+    "value_embeddings",
+    "mtp_loss",
 )
 
-_DEFINED = (*techniques_training.TECHNIQUES, *techniques_model.TECHNIQUES)
+_DEFINED = (
+    *techniques_training.TECHNIQUES,
+    *techniques_model.TECHNIQUES,
+    *techniques_speedrun_train.TECHNIQUES,
+    *techniques_speedrun_model.TECHNIQUES,
+)
 if sorted(t.name for t in _DEFINED) != sorted(_ORDER):
     raise RuntimeError("techniques._ORDER must name every defined technique exactly once")
 

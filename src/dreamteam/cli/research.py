@@ -59,6 +59,7 @@ def run(
     repair: opt.RepairOpt = None,
     allocation: opt.AllocationOpt = None,
     allocation_floor: opt.AllocationFloorOpt = None,
+    structural_share: opt.StructuralShareOpt = None,
     screen_fidelity: opt.ScreenFidelityOpt = None,
     strategy: opt.StrategyOpt = None,
     device: opt.DeviceOpt = None,

@@ -160,6 +160,16 @@ AllocationFloorOpt = Annotated[
         help=_help("bandit: each persona once in N generations.", "allocation_floor"),
     ),
 ]
+StructuralShareOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--structural-share",
+        help=_help(
+            "Share of each generation's proposals asked for a structural change (0 to 1).",
+            "structural_share",
+        ),
+    ),
+]
 ScreenFidelityOpt = Annotated[
     str | None,
     typer.Option(

@@ -19,6 +19,7 @@ the search's `_select` decides it: against the generation's parent, by the same 
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from collections import Counter
@@ -203,6 +204,13 @@ def tally(items: Sequence[Attempt], by: str = "persona") -> list[PersonaStats]:
     big = float("inf")
     stats.sort(key=lambda s: (-s.wins, s.mean_delta if s.mean_delta is not None else big))
     return stats
+
+
+def reserved_for_structure(position: int, share: float) -> bool:
+    """Whether a generation's slot at ``position`` (0-based, in slot order) is reserved for a
+    structural change: any first n slots hold ceil(n * share) reserved ones, spread evenly."""
+    # the tolerance keeps 0.1 * 10 from ceiling to 2
+    return math.ceil((position + 1) * share - 1e-9) > math.ceil(position * share - 1e-9)
 
 
 def repair_rescue(records: Sequence[CandidateRecord]) -> RepairRescue:

@@ -105,6 +105,16 @@ def _history_section(items: Sequence[HistoryItem], budget_chars: int) -> str:
     return "\n".join(lines)
 
 
+STRUCTURAL_REQUEST = (
+    "## This proposal must be structural\n\n"
+    "This slot is reserved for a structural change: change how the model or its training "
+    "works (architecture, normalisation, attention, the optimizer, the schedule's code, the "
+    "loss), not only the values of constants or literal arguments. A small learning-rate "
+    "adjustment may come with it, since the best step size moves with the structure."
+)
+"""The section a proposal reserved by --structural-share gets (after the rules)."""
+
+
 def build_prompt(
     persona: Persona,
     task: Task,
@@ -112,10 +122,14 @@ def build_prompt(
     history: Sequence[HistoryItem] = (),
     steering: str = "",
     max_tokens: int = 24_000,
+    structural: bool = False,
 ) -> str:
-    """Persona prompt + current code + rules + steering + history, within max_tokens."""
+    """Persona prompt + current code + rules (+ the structural request) + steering + history,
+    within max_tokens."""
     head = render_prompt(persona, task_view(task))
     sections = [head, _code_section(task, files), _constraints_section(task)]
+    if structural:
+        sections.append(STRUCTURAL_REQUEST)
     if steering.strip():
         sections.append("## Guidance from the person running this search\n\n" + steering.strip())
     used = sum(len(s) for s in sections)

@@ -19,7 +19,7 @@ from dreamteam.agents.budget import BudgetSpent, Limits, answer_cost, spent_reas
 from dreamteam.config import RunConfig
 from dreamteam.errors import AgentError
 from dreamteam.personas import Persona
-from dreamteam.propose.allocation import Yardstick, allocate
+from dreamteam.propose.allocation import Yardstick, allocate, reserved_for_structure
 from dreamteam.propose.crossover import crossover_candidate
 from dreamteam.propose.edits import apply_edits, diff_files, parse_edits
 from dreamteam.propose.novelty import history_items, note_change
@@ -103,6 +103,7 @@ class Proposer:
         self.skipped = 0  # proposals not asked for because the token or cost budget was spent
         # per generation, each call this process made: None if answered, else its error
         self.calls: dict[int, list[AgentError | None]] = {}
+        self._slots_seen: dict[int, int] = {}  # per generation, proposal slots turned so far
 
     def history(self) -> list[HistoryItem]:
         """What every earlier candidate changed (its record) and what that gave at screening."""
@@ -129,6 +130,7 @@ class Proposer:
         prompt shows that candidate's code, its failure and its log tail.
         """
         cid = f"g{generation}-{persona.slug}" + (f"-{index}" if index > 1 else "")
+        structural = repair_of is None and self._reserved(generation)
         if repair_of is not None:
             cid = f"{repair_of.id}-r"
         turn = Turn(cid, generation, persona, parent, repair_of)
@@ -138,7 +140,9 @@ class Proposer:
         if spent := spent_reason(self.spend(), self.limits, minutes=False):
             return replace(turn, known=self.skipped_turn(cid, generation, persona, parent, spent))
         agent: Agent = self.agents.for_mode(persona.mode)
-        prompt = build_prompt(persona, self.task, parent.files, history, steering)
+        prompt = build_prompt(
+            persona, self.task, parent.files, history, steering, structural=structural
+        )
         if repair_of is not None:
             prompt += "\n\n" + repair_note(
                 repair_of.status, repair_of.reason, self.store.trial_log(repair_of.id)
@@ -152,8 +156,16 @@ class Proposer:
             # a persona with several slots gets a different draw in each (offline agent)
             seed=self.config.seed * 1000 + generation + SLOT_SEED * (index - 1),
             tag=cid,
+            structural=structural,
         )
         return replace(turn, agent=agent, request=request)
+
+    def _reserved(self, generation: int) -> bool:
+        """Whether the generation's next proposal slot is reserved for a structural change
+        (--structural-share); slots are turned in the same order on a resume."""
+        position = self._slots_seen.get(generation, 0)
+        self._slots_seen[generation] = position + 1
+        return reserved_for_structure(position, self.config.structural_share)
 
     def _unanswered(self, stored: CandidateRecord) -> bool:
         """A turn whose call failed with no answer, in a generation that did not finish (the
