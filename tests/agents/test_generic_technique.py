@@ -127,6 +127,8 @@ def test_transformer_techniques_skip_the_classifier_and_the_rest_pass_the_checks
         "dropout",
         "adam_betas",
         "grad_clip",
+        "lr_floor",  # the speedrun's schedule floor and per-role learning rates
+        "split_lr",  # need only a loop that steps an optimizer
     }
     for name in [*applying, "tune_hyperparameters"]:
         t = technique(name) if name != "tune_hyperparameters" else hyperparameter_tuner()
@@ -138,7 +140,17 @@ def test_transformer_techniques_skip_the_classifier_and_the_rest_pass_the_checks
 
 @pytest.mark.parametrize(
     "name",
-    ["cosine_schedule", "tune_lr", "weight_decay", "dropout", "adam_betas", "grad_clip", "tuner"],
+    [
+        "cosine_schedule",
+        "tune_lr",
+        "weight_decay",
+        "dropout",
+        "adam_betas",
+        "grad_clip",
+        "lr_floor",
+        "split_lr",
+        "tuner",
+    ],
 )
 def test_each_applicable_technique_trains_on_the_classifier(name, baseline, data_dir, tmp_path):
     t = hyperparameter_tuner() if name == "tuner" else technique(name)
