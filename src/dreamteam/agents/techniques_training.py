@@ -221,7 +221,8 @@ def _loss_ready(f: Mapping[str, str]) -> bool:
     )
     return (
         (extended or args == ["ctx", "x", "weight", "targets", "compute_dtype"])
-        and "FusedHeadLoss.apply(" in segment(f[MODEL], "GPT.forward")
+        # one call: a second (multi-token prediction's) would take the terms half-way
+        and segment(f[MODEL], "GPT.forward").count("FusedHeadLoss.apply(") == 1
         and re.search(r"model_args = dict\(", segment(f[TRAIN], "train")) is not None
     )
 
