@@ -13,6 +13,7 @@ from dreamteam.cli.context import console, settings
 from dreamteam.errors import TaskError
 from dreamteam.harness.by_hand import evaluate_files, read_task_files
 from dreamteam.records import TrialResult
+from dreamteam.select.stats import t95
 from dreamteam.tasks import Task, load_task
 from dreamteam.tasks.data import prepare_data
 
@@ -85,7 +86,7 @@ def print_summary(results: list[TrialResult]) -> None:
     if len(losses) > 1:
         sd = statistics.stdev(losses)
         print(f"val_loss_std: {sd:.6f}")
-        print(f"ci95: {1.96 * sd / math.sqrt(len(losses)):.6f}")
+        print(f"ci95: {t95(len(losses) - 1) * sd / math.sqrt(len(losses)):.6f}")
     for name in ok[0].metrics:
         print(f"{name}: {statistics.fmean(r.metrics[name] for r in ok):.6f}")
     print("status: ok")

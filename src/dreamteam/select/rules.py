@@ -3,7 +3,9 @@
 Pure functions. A candidate is better only when its improvement exceeds the 95 % interval of
 the difference, with the seed-to-seed spread taken as the largest of the candidate's, the
 parent's and the baseline's (measured once per run and fidelity), so two lucky seeds are not
-enough.
+enough. The interval is Student's t on the seeds behind the two means (n + m - 2 degrees of
+freedom, at least 1), not the normal's 1.96: a spread estimated from two or three seeds is
+itself uncertain, and 1.96 would call a difference beyond the noise about twice too often.
 
 The objective decides what "better" means: the harness's validation loss, bits per byte, the
 loss plus a price per training minute, or a Pareto rule over (loss, time). The elite is the
@@ -18,7 +20,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-Z95 = 1.96
+from dreamteam.select.stats import t95
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def compare(candidate: Estimate, parent: Estimate, noise_sd: float) -> Compariso
     """Is the candidate better than the parent beyond the noise?"""
     # the largest spread seen: a change can make training less stable than the baseline is
     sd = max(noise_sd, candidate.sd, parent.sd)
-    ci = Z95 * sd * math.sqrt(1 / candidate.n + 1 / parent.n)
+    ci = t95(candidate.n + parent.n - 2) * sd * math.sqrt(1 / candidate.n + 1 / parent.n)
     delta = candidate.mean - parent.mean
     return Comparison(delta=delta, ci95=ci, better=delta < -ci)
 
