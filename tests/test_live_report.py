@@ -5,9 +5,11 @@ a reason for a run to stop. The pages are opened in a real headless Chromium.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -139,6 +141,25 @@ def test_chromium_shows_the_live_marker_mid_run_and_not_at_the_end(
         assert attrs["data-live-shown"] == str(is_live).lower()
         assert (MARKER in attrs["data-live-text"]) is is_live
         assert (REFRESH in dom) is is_live  # the browser kept the reload in the live page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+def test_chromium_says_a_live_page_left_behind_by_a_killed_run_is_stale(
+    live_run: tuple[RunStore, PageKeeper], tmp_path: Path
+) -> None:
+    store, keeper = live_run
+    page = keeper.seen[-1]
+    written = re.search(r'data-written="(\d+)"', page)
+    assert written is not None and 'data-stale="900"' in page
+    # the same page as a killed run leaves it, 20 minutes later
+    old = page.replace(written.group(0), f'data-written="{int(time.time()) - 1200}"')
+    for html, stale in ((page, False), (old, True)):
+        _, errors, attrs, _ = _load(html.replace("<head>", "<head>\n" + MARKER_PROBE, 1), tmp_path)
+        assert errors == []
+        text = attrs["data-live-text"]
+        assert (MARKER in text) is not stale
+        assert ("not updated for 20 min: the run may have stopped" in text) is stale
+        assert (f"dreamteam resume {store.run_info().id}" in text) is stale
 
 
 def test_a_page_that_cannot_be_written_is_one_warning_and_the_run_goes_on(

@@ -26,6 +26,9 @@ from dreamteam.store import RunStore
 from dreamteam.store.faults import os_fault
 
 REFRESH_SECONDS = 15  # how often a live page reloads itself: a rebuild is rarer than that
+# A live page not rewritten for this long (or 3x the longest trial so far, if longer: no page
+# is written while a long trial runs) says its run may have stopped; a killed run cannot.
+STALE_SECONDS = 900
 
 
 # -- template filters ---------------------------------------------------------------------------
@@ -163,6 +166,11 @@ def render_report(store: RunStore, *, live: bool = False, drawn: Drawn | None = 
     context["live"] = live and data.overview.status == "running"
     context["refresh_seconds"] = REFRESH_SECONDS
     context["updated"] = time.strftime("%H:%M:%S UTC", time.gmtime())
+    context["written"] = int(time.time())
+    longest = max(
+        (t.train_seconds + t.eval_seconds for c in data.candidates for t in c.trials), default=0.0
+    )
+    context["stale_seconds"] = int(max(STALE_SECONDS, 3 * longest))
     return _environment().get_template("report.html.j2").render(context)
 
 

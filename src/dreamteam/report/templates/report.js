@@ -1,3 +1,16 @@
+// A live page that has not been rewritten for long says so: its run may have been stopped
+// (a killed run cannot rewrite it), and its reload would only show the same page again.
+(function () {
+  "use strict";
+  var live = document.getElementById("live");
+  if (!live) { return; }
+  var age = Date.now() / 1000 - Number(live.getAttribute("data-written"));
+  if (age > Number(live.getAttribute("data-stale"))) {
+    live.textContent = "not updated for " + Math.round(age / 60) + " min: the run may have " +
+      "stopped (dreamteam resume " + live.getAttribute("data-run") + ")";
+    live.className = "live stale";
+  }
+})();
 // Sortable tables and expand/collapse for the candidate sections; the page works without it.
 (function () {
   "use strict";
