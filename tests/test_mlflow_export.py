@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from dreamteam.cli.tracking import export_mlflow
+from dreamteam.config import config_from_dict
 from dreamteam.errors import ConfigError
-from dreamteam.records import Status
-from dreamteam.report.mlflow import CANDIDATE_TAG, experiment_name, export_run
+from dreamteam.records import Status, TrialRecord
+from dreamteam.report.evidence import gather_statistics
+from dreamteam.report.mlflow import CANDIDATE_TAG, _metrics, experiment_name, export_run, metric_key
 from dreamteam.store import RunStore
 from test_report import build_run
 
@@ -23,7 +25,8 @@ needs_mlflow = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> RunStore:
-    return build_run(tmp_path_factory.mktemp("mlflow") / "run", generations=1, team_size=3)
+    # three generations of five keep changes (their tests are exported too)
+    return build_run(tmp_path_factory.mktemp("mlflow") / "run", generations=3, team_size=5)
 
 
 @pytest.fixture
@@ -56,6 +59,15 @@ def test_each_candidate_becomes_an_mlflow_run(run: RunStore, file_store: str) ->
         assert mlrun.data.metrics[f"{key}/val_loss"] == pytest.approx(t.val_loss)
         assert mlrun.data.metrics[f"{key}/bpb"] == pytest.approx(t.bpb)
         assert mlrun.data.metrics[f"{key}/train_seconds"] == pytest.approx(t.train_seconds)
+    stats = gather_statistics(run, config_from_dict(run.run_info().config))
+    assert experiment.tags["dreamteam.screen_confirm"] == stats.correlation_line
+    kept = [(k, exported[k.candidate]) for k in stats.kept]
+    assert kept, "the fake run keeps a change: its tests must be exported"
+    for k, holder in kept:
+        key = f"kept/vs_{k.against}/{k.fidelity}"
+        assert holder.data.metrics[f"{key}/p"] == pytest.approx(k.p)
+        assert holder.data.metrics[f"{key}/p_holm"] == pytest.approx(k.p_holm)
+        assert holder.data.metrics[f"{key}/delta"] == pytest.approx(k.delta)
     curve = client.get_metric_history(mlrun.info.run_id, "curve/train_loss")
     assert len(curve) > 2 and curve[0].step == 0
     top = {a.path for a in client.list_artifacts(mlrun.info.run_id)}
@@ -78,3 +90,27 @@ def test_a_missing_mlflow_is_a_user_error(run: RunStore, monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "mlflow.tracking", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match="pip install"):
         export_run(run, "file:///nowhere")
+
+
+def test_a_task_s_own_figures_are_exported_under_keys_mlflow_accepts() -> None:
+    trial = TrialRecord(
+        candidate="g1-x",
+        fidelity="low",
+        seed=1338,
+        status=Status.OK,
+        reason="",
+        val_loss=0.5,
+        bpb=None,
+        self_loss=None,
+        train_seconds=1.0,
+        eval_seconds=1.0,
+        steps=10,
+        iters=10,
+        n_params=100,
+        figures={"accuracy": 0.9, "f1@macro (%)": 71.0, "bpb": 1.5},
+    )
+    keys = {k: v for k, v, _ in _metrics([trial], "")}
+    assert keys["low/seed_1338/accuracy"] == 0.9
+    assert keys["low/seed_1338/f1_macro ___"] == 71.0
+    assert "low/seed_1338/bpb" not in keys  # bpb is a measure of its own (None here)
+    assert metric_key("a/b c-d.e_f") == "a/b c-d.e_f"

@@ -3,8 +3,10 @@
     experiment  dreamteam-<run id>
       run       <candidate id>
         params    persona, mode, parent, generation, model, status, kind
-        metrics   <fidelity>/seed_<seed>/{val_loss,bpb,train_seconds}, <fidelity>/val_loss_mean,
-                  curve/{train_loss,held_out_loss} (step = iteration)
+        metrics   <fidelity>/seed_<seed>/{val_loss,bpb,train_seconds,<each figure score() returns>},
+                  <fidelity>/val_loss_mean, curve/{train_loss,held_out_loss} (step = iteration),
+                  kept/vs_<other>/<fidelity>/{delta,p,p_holm} for each kept change
+      tags      the run's screen->confirm rank correlation on the experiment
         artifacts files/<name>, diff.patch, answer.md, log.txt
 
 MLflow is an optional extra (`pip install 'dreamteam[mlflow]'`), imported only when exporting.
@@ -13,14 +15,17 @@ Exporting again adds only the candidates the experiment does not hold yet.
 
 from __future__ import annotations
 
+import re
 import statistics
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dreamteam.config import config_from_dict
 from dreamteam.errors import ConfigError
-from dreamteam.records import CandidateRecord, RunInfo, Status, TrialRecord
+from dreamteam.records import CandidateRecord, KeptChange, RunInfo, Status, TrialRecord
+from dreamteam.report.evidence import Statistics, gather_statistics
 from dreamteam.report.views import parse_curve
 from dreamteam.store import RunStore
 
@@ -59,14 +64,27 @@ def _params(c: CandidateRecord) -> dict[str, str]:
     }
 
 
-def _metrics(trials: Sequence[TrialRecord], log: str) -> Iterator[tuple[str, float, int]]:
-    """(key, value, step) for every measurement of one candidate, and its training curve."""
+def metric_key(name: str) -> str:
+    """`name` as an MLflow metric key: a task's own figure may use any characters, MLflow
+    accepts letters, digits, `_ - . /` and spaces."""
+    return re.sub(r"[^\w\-. /]", "_", name, flags=re.ASCII)
+
+
+def _metrics(
+    trials: Sequence[TrialRecord], log: str, kept: Sequence[KeptChange] = ()
+) -> Iterator[tuple[str, float, int]]:
+    """(key, value, step) for every measurement of one candidate, its training curve and
+    the tests of its kept changes."""
     by_fidelity: dict[str, list[float]] = {}
     for t in trials:
+        seed = f"{t.fidelity}/seed_{t.seed}"
         for name in _MEASURES:
             value = getattr(t, name)
             if value is not None:
-                yield f"{t.fidelity}/seed_{t.seed}/{name}", float(value), 0
+                yield f"{seed}/{name}", float(value), 0
+        for name, value in t.figures.items():
+            if name not in _MEASURES:
+                yield f"{seed}/{metric_key(name)}", float(value), 0
         if t.status is Status.OK and t.val_loss is not None:
             by_fidelity.setdefault(t.fidelity, []).append(t.val_loss)
     for fidelity, losses in by_fidelity.items():
@@ -76,6 +94,10 @@ def _metrics(trials: Sequence[TrialRecord], log: str) -> Iterator[tuple[str, flo
         yield "curve/train_loss", loss, step
         if held is not None:
             yield "curve/held_out_loss", held, step
+    for k in kept:
+        key = f"kept/vs_{k.against}/{k.fidelity}"
+        yield from ((f"{key}/delta", k.delta, 0), (f"{key}/p", k.p, 0))
+        yield f"{key}/p_holm", k.p_holm, 0
 
 
 def _write_artifacts(folder: Path, c: CandidateRecord, log: str) -> None:
@@ -88,12 +110,15 @@ def _write_artifacts(folder: Path, c: CandidateRecord, log: str) -> None:
             (folder / name).write_text(text, encoding="utf-8")
 
 
-def _experiment(client: MlflowClient, info: RunInfo, artifact_location: str | None) -> str:
+def _experiment(
+    client: MlflowClient, info: RunInfo, stats: Statistics, artifact_location: str | None
+) -> str:
     name = experiment_name(info.id)
     existing = client.get_experiment_by_name(name)
     if existing is not None:
         return str(existing.experiment_id)
     tags = {"dreamteam.run": info.id, "dreamteam.task": info.task}
+    tags["dreamteam.screen_confirm"] = stats.correlation_line
     return str(client.create_experiment(name, artifact_location=artifact_location, tags=tags))
 
 
@@ -108,7 +133,12 @@ def _exported(client: MlflowClient, experiment_id: str) -> set[str]:
 
 
 def _export_candidate(
-    client: MlflowClient, experiment_id: str, store: RunStore, c: CandidateRecord, start: int
+    client: MlflowClient,
+    experiment_id: str,
+    store: RunStore,
+    c: CandidateRecord,
+    start: int,
+    kept: Sequence[KeptChange],
 ) -> None:
     from mlflow.entities import Metric, Param
 
@@ -120,7 +150,7 @@ def _export_candidate(
         experiment_id, start_time=start, tags=tags, run_name=c.id
     ).info.run_id
     client.log_batch(run_id, params=[Param(k, v) for k, v in _params(c).items()])
-    metrics = [Metric(k, v, start, step) for k, v, step in _metrics(store.trials(c.id), log)]
+    metrics = [Metric(k, v, start, step) for k, v, step in _metrics(store.trials(c.id), log, kept)]
     for i in range(0, len(metrics), _BATCH):
         client.log_batch(run_id, metrics=metrics[i : i + _BATCH])
     with tempfile.TemporaryDirectory(prefix="dreamteam-mlflow-") as tmp:
@@ -138,13 +168,14 @@ def export_run(store: RunStore, tracking_uri: str, artifact_location: str | None
     """
     client = _client(tracking_uri)
     info = store.run_info()
-    experiment_id = _experiment(client, info, artifact_location)
+    stats = gather_statistics(store, config_from_dict(info.config))
+    experiment_id = _experiment(client, info, stats, artifact_location)
     done = _exported(client, experiment_id)
     # the run's own clock, so exporting twice gives the same timestamps
     start = int(info.created * 1000)
     written = 0
     for c in store.candidates():
         if c.id not in done:
-            _export_candidate(client, experiment_id, store, c, start)
+            _export_candidate(client, experiment_id, store, c, start, stats.kept_for(c.id))
             written += 1
     return written
