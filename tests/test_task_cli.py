@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,46 @@ def test_a_run_whose_baseline_crashes_stops_at_its_first_trial_saying_why(
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("ConfigError: the baseline itself failed to train (crashed: ")
     assert "TypeError" in line and line.endswith(str(run_dir / "gen_0" / "baseline" / "log.txt"))
+
+
+RINGS = Path(__file__).resolve().parent / "tasks" / "rings"
+KWARGS_MODEL = """class Classifier(nn.Module):
+    def __init__(self, n_inputs=2, n_classes=4, hidden=32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(n_inputs, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, n_classes),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+"""
+
+
+def test_a_model_taking_keyword_arguments_needs_no_config_class(
+    dt_env: Path, tmp_path: Path
+) -> None:
+    task = tmp_path / "rings"
+    shutil.copytree(RINGS, task)
+    train = (task / "train.py").read_text()
+    start, end = train.index("@dataclass\nclass ClassifierConfig"), train.index("def train(")
+    train = train[:start] + KWARGS_MODEL + "\n\n" + train[end:]
+    (task / "train.py").write_text(
+        train.replace("Classifier(ClassifierConfig(**args))", "Classifier(**args)")
+    )
+    toml = task / "task.toml"
+    toml.write_text(
+        toml.read_text().replace('config_class = "ClassifierConfig"', 'config_class = ""')
+    )
+    assert load_task(str(task)).contract.config_class == ""
+    result = runner.invoke(app, ["eval", str(task), "--fidelity", "smoke"])
+    assert result.exit_code == 0, result.output
+    assert "status: ok" in result.output.splitlines()
+    # the same model file with a config class named that it does not define: one clear line
+    toml.write_text(toml.read_text().replace('config_class = ""', 'config_class = "Cfg"'))
+    done = _run("task", "check", str(task), home=dt_env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "must define Cfg, the [contract] config_class" in done.stderr

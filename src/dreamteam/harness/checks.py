@@ -353,13 +353,14 @@ def _check_model(tree: ast.Module, file: str, task: Task) -> list[Violation]:
         a.asname or a.name for s in tree.body if isinstance(s, ast.ImportFrom) for a in s.names
     }
     c = task.contract
-    why = f"of task.toml (the evaluator builds {c.model_class}({c.config_class}(**model_args)))"
+    built = f"{c.config_class}(**model_args)" if c.config_class else "**model_args"
+    why = f"of task.toml (the evaluator builds {c.model_class}({built}))"
     names = {"model_class": c.model_class, "config_class": c.config_class}
     msg = "{} must define {}, the [contract] {} {}"
     return [
         Violation("contract", file, 1, msg.format(file, name, key, why))
         for key, name in names.items()
-        if name not in defined
+        if name and name not in defined
     ]
 
 

@@ -37,7 +37,7 @@ class Contract:
     checkpoint: str
     model_file: str
     model_class: str
-    config_class: str
+    config_class: str  # "": the model takes model_args as keyword arguments itself
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,10 @@ def _contract(r: _Reader, editable: tuple[str, ...]) -> Contract:
         checkpoint=text("checkpoint", "ckpt.pt"),
         model_file=text("model_file", "model.py"),
         model_class=text("model_class", "GPT"),
-        config_class=text("config_class", "GPTConfig"),
+        # "" (an empty string): no config class, the model is model_class(**model_args)
+        config_class=""
+        if r.table("contract").get("config_class") == ""
+        else text("config_class", "GPTConfig"),
     )
     for key in ("entry_file", "model_file"):
         if getattr(c, key) not in editable:

@@ -212,7 +212,11 @@ def _load_model(
     module = importlib.import_module(Path(config["model_file"]).stem)
     ckpt = torch.load(work_dir / "ckpt.pt", map_location=device, weights_only=True)
     args, state_dict = checkpoint_parts(ckpt)
-    model = getattr(module, config["model_class"])(getattr(module, config["config_class"])(**args))
+    build = getattr(module, config["model_class"])
+    if config["config_class"]:
+        model = build(getattr(module, config["config_class"])(**args))
+    else:  # a model that takes its arguments as keywords itself
+        model = build(**args)
     model.load_state_dict(state_dict)
     model.to(device).eval()
     return model, args
