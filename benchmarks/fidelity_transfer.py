@@ -12,7 +12,11 @@ Printed: each candidate's loss per fidelity, Spearman's rho between each pair of
 still the winner at the final fidelity (among the candidates measured there).
 
     python benchmarks/fidelity_transfer.py [--fidelities smoke,low,medium] [--final full]
-        [--candidates 16] [--top 3] [--seed 1337] [--quick]
+        [--candidates 16] [--top 3] [--seed 1337] [--cache FILE] [--quick]
+
+`--cache FILE`: every figure is added to FILE (JSON) as soon as it is measured and read back
+on the next run, so an interrupted benchmark (it takes over an hour at `full`) goes on where
+it stopped; a figure is reused only for the same candidate name, fidelity and seed.
 
 `--quick`: 4 candidates at `smoke`, the best 2 and the baseline at `low`. One seed per figure:
 the ranks carry seed noise (about 0.02-0.08 nats at `full`, see the README), so a pair of
@@ -22,10 +26,12 @@ candidates closer than that may swap between fidelities for no other reason.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dreamteam import evaluate_files, load_task, settings_from_env
 from dreamteam.agents.techniques import CATALOGUE, technique
@@ -80,19 +86,42 @@ def _key(files: Files) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(files.items()))
 
 
+class Cache:
+    """Figures measured so far, as `{"<seed>/<fidelity>": {name: loss or null}}` in a JSON
+    file rewritten after each one (no file: nothing is kept)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.data: dict[str, dict[str, float | None]] = {}
+        if path is not None and path.is_file():
+            self.data = json.loads(path.read_text(encoding="utf-8"))
+
+    def get(self, seed: int, fidelity: str) -> dict[str, float | None]:
+        return self.data.setdefault(f"{seed}/{fidelity}", {})
+
+    def save(self) -> None:
+        if self.path is not None:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=1), encoding="utf-8")
+            tmp.replace(self.path)
+
+
 def measure(
-    task: Task, named: Sequence[tuple[str, Files]], fidelity: str, seed: int
+    task: Task, named: Sequence[tuple[str, Files]], fidelity: str, seed: int, cache: Cache
 ) -> dict[str, float]:
     """Each candidate's harness loss at `fidelity` on `seed` (failed trials left out)."""
     settings = settings_from_env(os.environ)
-    losses = {}
+    known = cache.get(seed, fidelity)
     for name, files in named:
-        result = evaluate_files(task, files, fidelity, [seed], settings)[0]
-        shown = f"{result.val_loss:.4f}" if result.val_loss is not None else str(result.status)
-        print(f"  {fidelity:>6} {name}: {shown}", flush=True)
-        if result.val_loss is not None:
-            losses[name] = result.val_loss
-    return losses
+        if name in known:
+            shown, how = known[name], "cached"
+        else:
+            result = evaluate_files(task, files, fidelity, [seed], settings)[0]
+            known[name], how = result.val_loss, str(result.status)
+            cache.save()
+            shown = result.val_loss
+        print(f"  {fidelity:>6} {name}: {how if shown is None else f'{shown:.4f}'}", flush=True)
+    return {n: v for n, v in known.items() if v is not None and n in dict(named)}
 
 
 def winner(losses: dict[str, float]) -> str:
@@ -106,6 +135,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--top", type=int, default=3, help="candidates trained at --final")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--cache", type=Path, help="keep figures here; reuse them on rerun")
     parser.add_argument("--quick", action="store_true", help="4 candidates, smoke then low")
     args = parser.parse_args()
     levels = ["smoke"] if args.quick else [f for f in args.fidelities.split(",") if f]
@@ -120,11 +150,12 @@ def main() -> None:
         )
     named = [("baseline", task.baseline_files()), *candidates(task, count)]
     print(f"{len(named) - 1} candidates + baseline; seed {args.seed}; levels {levels} -> {final}")
-    by_level = {f: measure(task, named, f, args.seed) for f in levels}
+    cache = Cache(args.cache)
+    by_level = {f: measure(task, named, f, args.seed, cache) for f in levels}
     last = by_level[levels[-1]]
     best = sorted((n for n in last if n != "baseline"), key=lambda n: last[n])[:top]
     by_level[final] = measure(
-        task, [c for c in named if c[0] in {*best, "baseline"}], final, args.seed
+        task, [c for c in named if c[0] in {*best, "baseline"}], final, args.seed, cache
     )
     report(task, by_level, levels, final)
 

@@ -43,3 +43,30 @@ def test_the_report_counts_the_screening_winners_that_still_win(
     assert "winner at smoke: a; at full: b; not" in text
     assert "winner at low: b; at full: b; still the winner" in text
     assert text.splitlines()[-1] == "screening winner still the winner at full: 1 of 2 fidelities"
+
+
+def test_the_cache_measures_each_figure_once_across_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, int]] = []
+
+    class Result:
+        def __init__(self, loss: float | None) -> None:
+            self.val_loss, self.status = loss, "ok" if loss is not None else "crashed"
+
+    def fake(task, files, fidelity, seeds, settings):  # type: ignore[no-untyped-def]
+        calls.append((files["train.py"], seeds[0]))
+        return [Result(None if files["train.py"] == "bad" else float(len(calls)))]
+
+    monkeypatch.setattr(ft, "evaluate_files", fake)
+    named = [("a", {"train.py": "a"}), ("b", {"train.py": "bad"})]
+    path = tmp_path / "figures.json"
+    first = ft.measure(None, named, "low", 1337, ft.Cache(path))  # type: ignore[arg-type]
+    assert first == {"a": 1.0} and len(calls) == 2
+    # a new run reads the file: nothing trains again, a failed figure stays failed
+    again = ft.measure(None, named, "low", 1337, ft.Cache(path))  # type: ignore[arg-type]
+    assert again == first and len(calls) == 2
+    # another seed or fidelity is another figure
+    ft.measure(None, named[:1], "low", 1338, ft.Cache(path))  # type: ignore[arg-type]
+    ft.measure(None, named[:1], "medium", 1337, ft.Cache(path))  # type: ignore[arg-type]
+    assert len(calls) == 4
