@@ -120,7 +120,8 @@ def measure(
             known[name], how = result.val_loss, str(result.status)
             cache.save()
             shown = result.val_loss
-        print(f"  {fidelity:>6} {name}: {how if shown is None else f'{shown:.4f}'}", flush=True)
+        figure = how if shown is None else f"{shown:.4f}" + (" (cached)" if how == "cached" else "")
+        print(f"  {fidelity:>6} {name}: {figure}", flush=True)
     return {n: v for n, v in known.items() if v is not None and n in dict(named)}
 
 
