@@ -1,8 +1,7 @@
 """Static checks on a candidate's files, before anything runs.
 
-Pure: takes the files as strings and the task, returns a CheckReport. Each violation names
-its rule, file and line. The checks are the first wall, not the only one: the sandbox
-contains what slips past them, and the harness scores the candidate itself.
+Pure: files (strings) and the task in, a CheckReport out; each violation names its rule, file
+and line. The first wall, not the only one: the sandbox contains what slips past them.
 """
 
 from __future__ import annotations
