@@ -138,12 +138,13 @@ class _Reader:
             raise self.fail(name, "", "missing table" if value is None else "must be a table")
         return value
 
-    def text(self, table: str, key: str, default: str | None = None) -> str:
+    def text(self, table: str, key: str, default: str | None = None, empty: bool = False) -> str:
+        """A string field; `empty`: "" is a value of its own (it means "none")."""
         scope = self.table(table, default is None) if table else self.data
         value = scope.get(key, default)
         if value is None:
             raise self.fail(table, key, "missing key")
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str) or not (value.strip() or (empty and value == "")):
             raise self.fail(table, key, f"must be a non-empty string, got {value!r}")
         return value
 
@@ -192,8 +193,8 @@ def _fidelity(r: _Reader) -> dict[str, int]:
 def _contract(r: _Reader, editable: tuple[str, ...]) -> Contract:
     r.table("contract")  # required, even where every key has its default
 
-    def text(key: str, default: str) -> str:
-        return r.text("contract", key, default)
+    def text(key: str, default: str, empty: bool = False) -> str:
+        return r.text("contract", key, default, empty)
 
     c = Contract(
         entry_file=text("entry_file", editable[0]),
@@ -203,10 +204,8 @@ def _contract(r: _Reader, editable: tuple[str, ...]) -> Contract:
         checkpoint=text("checkpoint", "ckpt.pt"),
         model_file=text("model_file", "model.py"),
         model_class=text("model_class", "GPT"),
-        # "" (an empty string): no config class, the model is model_class(**model_args)
-        config_class=""
-        if r.table("contract").get("config_class") == ""
-        else text("config_class", "GPTConfig"),
+        # "": no config class, the model is model_class(**model_args)
+        config_class=text("config_class", "GPTConfig", empty=True),
     )
     for key in ("entry_file", "model_file"):
         if getattr(c, key) not in editable:
