@@ -165,8 +165,9 @@ def render_report(store: RunStore, *, live: bool = False, drawn: Drawn | None = 
     context = _context(data, Drawn() if drawn is None else drawn)
     context["live"] = live and data.overview.status == "running"
     context["refresh_seconds"] = REFRESH_SECONDS
-    context["updated"] = time.strftime("%H:%M:%S UTC", time.gmtime())
-    context["written"] = int(time.time())
+    now = time.time()
+    context["updated"] = time.strftime("%H:%M:%S UTC", time.gmtime(now))
+    context["written"] = int(now)
     longest = max(
         (t.train_seconds + t.eval_seconds for c in data.candidates for t in c.trials), default=0.0
     )
