@@ -114,15 +114,16 @@ def measure(
     known = cache.get(seed, fidelity)
     for name, files in named:
         if name in known:
-            shown, how = known[name], "cached"
+            loss = known[name]
+            figure = ("failed" if loss is None else f"{loss:.4f}") + " (cached)"
         else:
             result = evaluate_files(task, files, fidelity, [seed], settings)[0]
-            known[name], how = result.val_loss, str(result.status)
+            known[name] = result.val_loss
             cache.save()
-            shown = result.val_loss
-        figure = how if shown is None else f"{shown:.4f}" + (" (cached)" if how == "cached" else "")
+            figure = str(result.status) if result.val_loss is None else f"{result.val_loss:.4f}"
         print(f"  {fidelity:>6} {name}: {figure}", flush=True)
-    return {n: v for n, v in known.items() if v is not None and n in dict(named)}
+    wanted = {name for name, _ in named}
+    return {n: v for n, v in known.items() if v is not None and n in wanted}
 
 
 def winner(losses: dict[str, float]) -> str:
