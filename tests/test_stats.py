@@ -18,7 +18,9 @@ from dreamteam.select.stats import (
     paired_p,
     ranks,
     spearman,
+    t95,
     t_below,
+    t_quantile,
     welch_p,
 )
 
@@ -67,6 +69,17 @@ def test_the_t_tail_matches_closed_forms() -> None:
     # large df approaches the normal: P(Z <= -1.96) = 0.025
     assert t_below(-1.96, 10_000) == pytest.approx(0.025, abs=2e-4)
     assert incomplete_beta(2.0, 3.0, 0.4) == pytest.approx(0.5248)  # P(Binomial(4, 0.4) >= 2)
+
+
+def test_t95_matches_the_tables_and_tends_to_the_normal() -> None:
+    # two-sided 95 % quantiles of Student's t (standard tables)
+    for df, value in ((1, 12.706), (2, 4.303), (4, 2.776), (8, 2.306), (30, 2.042)):
+        assert t95(df) == pytest.approx(value, abs=1e-3)
+    assert t95(0) == t95(1)  # fewer than one degree of freedom is read as one
+    assert t95(1e6) == pytest.approx(1.960, abs=1e-3)
+    assert t_quantile(0.5, 3) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError):
+        t_quantile(1.0, 3)
 
 
 def test_paired_p_by_hand() -> None:

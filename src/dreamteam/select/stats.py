@@ -111,7 +111,7 @@ def t_below(t: float, df: float) -> float:
 
 def t_quantile(p: float, df: float) -> float:
     """The t with P(T <= t) = p for Student's t with `df` degrees of freedom (bisection on
-    `t_below`, to 1e-10: fast enough for the few intervals a generation draws)."""
+    `t_below`, to about 1e-7: fast enough for the few intervals a generation draws)."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"p must be strictly between 0 and 1, not {p}")
     lo, hi = -1.0, 1.0
