@@ -11,6 +11,8 @@ import json
 import os
 import platform
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -190,3 +192,73 @@ def test_sandbox_start_comes_from_the_environment() -> None:
     assert spawn.sandbox_start is StartMethod.SPAWN
     with pytest.raises(ConfigError, match="fork or spawn"):
         settings_from_env({"DREAMTEAM_SANDBOX_START": "vfork"})
+
+
+HARNESS = """
+import sys
+from dataclasses import replace
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from dreamteam.harness.sandbox.forks import ForkServer
+from dreamteam.harness.sandbox.launcher import probe_isolation
+from hostile.sandboxed import sandboxed_train
+forks = ForkServer(probe_isolation())
+print(forks, flush=True)
+sandboxed_train(Path(sys.argv[1]).read_text(), Path(sys.argv[2]), replace(forks.isolation, forks=forks))
+"""
+
+
+def _in(work: Path) -> list[int]:
+    """Processes whose working directory is in `work` (a forked stage's is its work dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "cwd").startswith(str(work)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_harness_killed_mid_stage_takes_its_forked_stage_and_template_along(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "train.py").write_text(SLEEPER.replace("time.sleep(4)", "time.sleep(120)"))
+    work = tmp_path / "work"
+    harness = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HARNESS,
+            str(tmp_path / "train.py"),
+            str(work),
+            str(Path(__file__).parent),
+        ],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    deadline = time.monotonic() + 120
+    while not (work / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (work / "started").exists() and _in(work)
+    templates = _children(harness.pid)
+    assert templates
+    harness.kill()
+    harness.wait()
+    for _ in range(100):
+        if not _in(work) and not [p for p in templates if _alive(p)]:
+            break
+        time.sleep(0.1)
+    assert not _in(work)  # the stage died with the harness
+    assert not [p for p in templates if _alive(p)]  # and so did the template
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except OSError:
+        return False

@@ -222,7 +222,8 @@ class ForkServer:
         hello, running = _receive(sock), _receive(sock)
         pid = hello.get("pid")
         if isinstance(pid, int) and running.get("running"):
-            self.forked += 1
+            with self._lock:
+                self.forked += 1
             return ForkedStage(pid, sock, os.fdopen(stdin_w, "wb"), os.fdopen(stdout_r, "rb"))
         if isinstance(pid, int):  # it hangs, or set-up failed before any candidate code
             with contextlib.suppress(ProcessLookupError, PermissionError):
