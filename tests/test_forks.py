@@ -262,3 +262,18 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
     except OSError:
         return False
+
+
+def test_the_template_shares_nothing_writable_with_its_forks(
+    forks: ForkServer, tmp_path: Path
+) -> None:
+    """A fork's writes stay its own (no writable shared mapping to reach the next fork
+    through), and one thread: nothing held mid-operation at the fork."""
+    _check(tmp_path / "warm", _isolation(forks))
+    assert forks._proc is not None
+    pid = forks._proc.pid
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    assert not [m for m in maps if m.split()[1].startswith("rw") and m.split()[1][3] == "s"]
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert status.split("Threads:")[1].split()[0] == "1"
+    assert len(list(Path(f"/proc/{pid}/fd").iterdir())) == 4  # stdin, stdout, stderr, control
