@@ -6,9 +6,15 @@ import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from dreamteam.config import settings_from_env
+from dreamteam.harness.sandbox.forks import ForkServer
+from dreamteam.harness.sandbox.launcher import probe_isolation
+from dreamteam.harness.sandbox.limits import Isolation, StartMethod
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,6 +34,19 @@ def mirror() -> Path:
     if path is None:
         pytest.skip("no data mirror: set DREAMTEAM_DATA_MIRROR to a copy of shared/data")
     return path
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Isolation]:
+    """This machine's isolation as a run uses it: stages forked from a template unless
+    DREAMTEAM_SANDBOX_START=spawn (so the hostile suite runs on the product's default)."""
+    isolation = probe_isolation()
+    if settings_from_env(os.environ).sandbox_start is not StartMethod.FORK:
+        yield isolation
+        return
+    forks = ForkServer(isolation)
+    yield replace(isolation, forks=forks)
+    forks.close()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dreamteam.harness.sandbox.launcher import Isolation, Limits, probe_isolation, run_sandboxed
+from dreamteam.harness.sandbox.launcher import Isolation, Limits
 from dreamteam.harness.scoring.common import process_failure
 from dreamteam.harness.scoring.lm import evaluate_checkpoint
 from dreamteam.harness.scoring.passes import passes_may_overlap
@@ -47,6 +47,7 @@ from hostile.candidates import (
     at_train_start,
     patch,
 )
+from hostile.sandboxed import sandboxed_train
 
 pytestmark = pytest.mark.skipif(
     platform.system() != "Linux", reason="the sandbox's walls are Linux's"
@@ -80,8 +81,8 @@ def data() -> DataPaths:
 
 
 @pytest.fixture(scope="module")
-def isolation() -> Isolation:
-    return probe_isolation()
+def isolation(sandbox: Isolation) -> Isolation:
+    return sandbox
 
 
 @pytest.fixture(scope="module")
@@ -131,28 +132,16 @@ def _trial(
     return run_trial(task, files, data, "smoke", 1337, tmp_path, budget, isolation)
 
 
-def _sandboxed_train(source: str, work: Path, isolation: Isolation, **limits):
-    """Run a train.py straight through the sandbox, without the static checks."""
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "train.py").write_text(source)
-    config = {
-        "entry_file": "train.py",
-        "entry_point": "train",
-        "data_dir": str(work),
-        "iters": 1,
-        "seed": 0,
-        "device": "cpu",
-    }
-    return run_sandboxed("train", config, work, Limits(**{"wall_seconds": 60, **limits}), isolation)
-
-
 def _leftovers(marker: str) -> list[int]:
-    """Processes whose command line mentions marker (a work dir): there must be none."""
+    """Processes whose command line or working directory mentions marker (a work dir): there
+    must be none. A stage forked from the template has the template's command line."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
+                if marker.encode() in (entry / "cmdline").read_bytes() or os.readlink(
+                    entry / "cwd"
+                ).startswith(marker):
                     pids.append(int(entry.name))
             except OSError:
                 continue
@@ -410,7 +399,7 @@ def test_fake_self_reported_loss(
 
 def test_segfault(isolation: Isolation, tmp_path: Path) -> None:
     source = "import ctypes\n\n\ndef train(**kwargs):\n    ctypes.string_at(0)\n"
-    result = _sandboxed_train(source, tmp_path / "work", isolation)
+    result = sandboxed_train(source, tmp_path / "work", isolation)
     status, reason = process_failure(result, result.report.get("error", ""))
     assert (status, result.signal) == ("crashed", 11)
     assert "killed by signal 11" in reason
@@ -520,7 +509,7 @@ def test_ctypes_attacks_are_contained(
         )
     )
     try:
-        result = _sandboxed_train(CTYPES_ATTACKS, work, isolation)
+        result = sandboxed_train(CTYPES_ATTACKS, work, isolation)
     finally:
         listener.close()
     outcomes = {}
@@ -560,3 +549,10 @@ def test_zz_nothing_outside_changed(outside: dict[str, Path], hashes: dict[str, 
     """After every hostile candidate: the mirror, the canary and the store are as they were."""
     assert {name: _sha(path) for name, path in outside.items()} == hashes
     assert not Path("/tmp/dreamteam-canary").exists()
+
+
+def test_zz_the_suite_ran_on_the_default_start(isolation: Isolation) -> None:
+    """Unless DREAMTEAM_SANDBOX_START=spawn, the stages above were forked from the template."""
+    if isolation.forks is not None:
+        assert not isolation.forks.refused
+        assert isolation.forks.forked > 0  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ import platformdirs
 import pydantic
 
 from dreamteam.errors import ConfigError
+from dreamteam.harness.sandbox.limits import StartMethod
 from dreamteam.records import AllocationPolicy, Mode, ObjectiveName
 from dreamteam.tasks import load_task
 
@@ -29,6 +30,9 @@ class Settings:
 
     home: Path  # data cache and, by default, runs
     mirror: Path | None  # a local copy of the data (DREAMTEAM_DATA_MIRROR): no network
+    # how sandboxed stages start (DREAMTEAM_SANDBOX_START): forked from a template that
+    # imported torch once, or spawned afresh; the walls are the same either way
+    sandbox_start: StartMethod = StartMethod.FORK
 
     @property
     def runs_dir(self) -> Path:
@@ -36,14 +40,23 @@ class Settings:
 
 
 def settings_from_env(environ: Mapping[str, str]) -> Settings:
-    """Settings from DREAMTEAM_HOME and DREAMTEAM_DATA_MIRROR."""
+    """Settings from DREAMTEAM_HOME, DREAMTEAM_DATA_MIRROR and DREAMTEAM_SANDBOX_START."""
     home = (
         Path(environ["DREAMTEAM_HOME"]).expanduser()
         if environ.get("DREAMTEAM_HOME")
         else DEFAULT_HOME
     )
     mirror = environ.get("DREAMTEAM_DATA_MIRROR")
-    return Settings(home=home, mirror=Path(mirror).expanduser().resolve() if mirror else None)
+    start = environ.get("DREAMTEAM_SANDBOX_START") or StartMethod.FORK.value
+    if start not in {m.value for m in StartMethod}:
+        raise ConfigError(
+            f"DREAMTEAM_SANDBOX_START={start!r}: set it to fork or spawn (or leave it unset)"
+        )
+    return Settings(
+        home=home,
+        mirror=Path(mirror).expanduser().resolve() if mirror else None,
+        sandbox_start=StartMethod(start),
+    )
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,14 @@ import queue
 import shutil
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 
 from dreamteam.execute.devices import worker_devices
 from dreamteam.execute.jobs import Job, JobFeed
 from dreamteam.harness.checks import check_candidate
-from dreamteam.harness.sandbox.launcher import Isolation
+from dreamteam.harness.sandbox.forks import ForkServer
+from dreamteam.harness.sandbox.limits import Isolation, StartMethod
 from dreamteam.harness.trial import TrialBudget, run_trial
 from dreamteam.records import Status, TrialResult
 from dreamteam.tasks import Task
@@ -31,6 +33,8 @@ class LocalExecutor:
     is handed to one (CPython's `ast.parse` is not safe in two threads at once, gh-106905, and
     the caller parses code too). The budget's threads per child are split so the workers
     together use each core once; with `device="cuda"` each worker slot has its own GPU.
+    With `start` FORK (the default) the executor owns a template process that stages are
+    forked from (sandbox/forks.py), started on first use and ended by `close`.
     """
 
     def __init__(
@@ -42,7 +46,12 @@ class LocalExecutor:
         work_root: Path,
         workers: int = 1,
         device: str = "cpu",
+        start: StartMethod = StartMethod.FORK,
     ):
+        self._forks = None
+        if start is StartMethod.FORK and isolation.forks is None:
+            self._forks = ForkServer(isolation, budget.threads)
+            isolation = replace(isolation, forks=self._forks)
         self.task, self.data, self.isolation = task, data, isolation
         self.budget, self.work_root = budget, work_root
         self.workers, self.device = max(1, workers), device
@@ -100,4 +109,7 @@ class LocalExecutor:
                     yield pending.pop(future), future.result()
 
     def close(self) -> None:
-        """Nothing to release: the pool lives only while `run` does."""
+        """End the template stages are forked from, if this executor started one (the pool
+        lives only while `run` does)."""
+        if self._forks is not None:
+            self._forks.close()

@@ -97,6 +97,7 @@ def build_search(
             workers=config.workers,
             device=config.device,
             address=config.address,
+            start=env.sandbox_start,
         )
     search = Search(config, task, library, agents, store, executor, on_event)
     if layers is not None:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # -I drops PYTHONP
 
 import contextlib
 
+from dreamteam.harness.sandbox.limits import WALLS_EXIT
 from dreamteam.harness.sandbox.walls import (
     SYSTEM_READ_DIRS,
     apply_landlock,
@@ -78,6 +79,9 @@ def _confine(config: dict[str, Any]) -> list[str]:
     layers += apply_seccomp()
     install_audit_hook(work_dir)
     layers.append("audit-hook")
+    if missing := sorted(set(config.get("require_layers", ())) - set(layers)):
+        _report(config, {"confined": layers, "walls_missing": missing})
+        os._exit(WALLS_EXIT)  # before any candidate code
     # the first line on the result channel, written before any candidate code runs: the one
     # line the harness can trust, and its record of which walls really stood
     _report(config, {"confined": layers})
@@ -371,12 +375,22 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
-def main() -> int:
-    """Entry point of the child: ``child.py train|eval|outputs|sample CONFIG_JSON``."""
-    mode, config = sys.argv[1], json.loads(sys.argv[2])
+def run(mode: str, config: dict[str, Any]) -> int:
+    """Run one stage in this process (spawned, or forked from the template); its exit code.
+
+    `check` raises the walls and ends: the template compares its layers with a spawned one's.
+    """
     os.chdir(config["work_dir"])
     modes = {"train": _train, "eval": _evaluate, "outputs": _outputs, "sample": _sample}
+    if mode == "check":
+        _report(config, {"layers": _confine(config)})
+        return 0
     return modes[mode](config)
+
+
+def main() -> int:
+    """Entry point of the child: ``child.py train|eval|outputs|sample|check CONFIG_JSON``."""
+    return run(sys.argv[1], json.loads(sys.argv[2]))
 
 
 if __name__ == "__main__":

@@ -24,11 +24,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 from dreamteam.errors import SandboxError
-from dreamteam.harness.sandbox.limits import CGROUP_V1, Cgroup, Isolation, Limits, ProcessResult
+from dreamteam.harness.sandbox.limits import (
+    CGROUP_V1,
+    WALLS_EXIT,
+    Cgroup,
+    Isolation,
+    Limits,
+    ProcessResult,
+    Stage,
+)
 from dreamteam.harness.sandbox.walls import landlock_abi
 
 _Cgroup = Cgroup  # looked up at call time, so tests can stand a refusing one in
@@ -144,12 +153,11 @@ def run_sandboxed(
     cgroup = _open_cgroup(isolation, limits)
     read_fd, write_fd = os.pipe()
     child_config = _child_config(config, work_dir, write_fd, limits, cgroup)
-    argv = [sys.executable, "-I", str(RUNNER), mode, json.dumps(child_config)]
-    if isolation.namespaces:
-        argv = _UNSHARE + argv
     start = time.monotonic()
     try:
-        proc = _spawn(argv, work_dir, limits, (write_fd, *pass_fds))
+        proc, forked = _start(
+            mode, child_config, work_dir, limits, isolation, (write_fd, *pass_fds)
+        )
     except SandboxError:
         os.close(read_fd)
         os.close(write_fd)
@@ -193,8 +201,16 @@ def run_sandboxed(
         oom = cgroup.oom_killed() if cgroup else False
         if cgroup:
             cgroup.destroy()
+    missing = _walls_missing(proc.returncode, confirmed, isolation) if forked else []
+    if isolation.forks and missing:
+        # nothing of the candidate's ran in the forked child: spawn it, and fork no more
+        isolation.forks.refuse(f"a forked child did not raise {', '.join(missing)}")
+        return run_sandboxed(
+            mode, config, work_dir, limits, replace(isolation, forks=None), converse, on_output,
+            pass_fds, prepare,
+        )  # fmt: skip
     return ProcessResult(
-        returncode=proc.returncode,
+        returncode=proc.wait(),
         timed_out=expired.is_set(),
         oom=oom,
         wall_seconds=time.monotonic() - start,
@@ -203,6 +219,12 @@ def run_sandboxed(
         report=report,
         layers=_recorded_layers(isolation, cgroup is not None, confirmed),
     )
+
+
+def _walls_missing(returncode: int | None, confirmed: list[str], isolation: Isolation) -> list[str]:
+    """The walls for want of which a forked child ended before candidate code ([]: none)."""
+    required = isolation.forks.required if isolation.forks else ()
+    return sorted(set(required) - set(confirmed)) if returncode == WALLS_EXIT else []
 
 
 def _open_cgroup(isolation: Isolation, limits: Limits) -> Cgroup | None:
@@ -236,15 +258,36 @@ def _child_config(
     }
 
 
+def _start(
+    mode: str,
+    child_config: dict[str, Any],
+    work_dir: Path,
+    limits: Limits,
+    isolation: Isolation,
+    fds: tuple[int, ...],
+) -> tuple[Stage, bool]:
+    """The stage's process, forked from the template where there is one, else spawned;
+    and whether it was forked."""
+    env = candidate_environment(work_dir, limits.threads)
+    if isolation.forks is not None:
+        stage = isolation.forks.start(mode, child_config, work_dir, env, fds)
+        if stage is not None:
+            return stage, True
+    argv = [sys.executable, "-I", str(RUNNER), mode, json.dumps(child_config)]
+    if isolation.namespaces:
+        argv = _UNSHARE + argv
+    return _spawn(argv, work_dir, env, fds), False
+
+
 def _spawn(
-    argv: list[str], work_dir: Path, limits: Limits, pass_fds: tuple[int, ...]
+    argv: list[str], work_dir: Path, env: dict[str, str], pass_fds: tuple[int, ...]
 ) -> subprocess.Popen[bytes]:
     """Start the child in its own session, with a clean environment, dying with its parent."""
     try:
         return subprocess.Popen(
             argv,
             cwd=work_dir,
-            env=candidate_environment(work_dir, limits.threads),
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -316,6 +359,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_group(proc: Stage) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)

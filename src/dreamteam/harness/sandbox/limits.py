@@ -9,10 +9,12 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 CGROUP_V1 = Path("/sys/fs/cgroup")
+WALLS_EXIT = 4  # a forked child missed a wall its config requires: the harness spawns instead
 
 
 @dataclass(frozen=True)
@@ -29,14 +31,53 @@ class Limits:
     threads: int = 1
 
 
+class StartMethod(Enum):
+    """How a sandboxed stage's process starts (DREAMTEAM_SANDBOX_START)."""
+
+    FORK = "fork"  # forked from a template that imported torch once (sandbox/forks.py)
+    SPAWN = "spawn"  # a fresh interpreter per stage: pays the torch import each time
+
+
+class Stage(Protocol):
+    """A started stage, as run_sandboxed drives it: subprocess.Popen or a forked stage."""
+
+    pid: int  # leads the stage's process group: killpg(pid) ends it
+    stdin: IO[bytes] | None
+    stdout: IO[bytes] | None
+    returncode: int | None
+
+    def wait(self) -> int: ...
+
+
+class StageStarter(Protocol):
+    """Starts stages by forking a pre-imported template (sandbox/forks.py)."""
+
+    required: tuple[str, ...]  # the walls every forked child must confirm
+
+    def start(
+        self,
+        mode: str,
+        config: dict[str, Any],
+        work_dir: Path,
+        env: dict[str, str],
+        fds: tuple[int, ...],
+    ) -> Stage | None:
+        """The started stage, or None when the template cannot start it (spawn instead)."""
+
+    def refuse(self, reason: str) -> None:
+        """Stop forking (a forked stage missed a wall the spawned one raises)."""
+
+
 @dataclass(frozen=True)
 class Isolation:
-    """The isolation layers this machine offers (probed once per run)."""
+    """The isolation layers this machine offers (probed once per run), and the template to
+    fork stages from, when the executor owns one (None: every stage is spawned)."""
 
     namespaces: bool
     cgroup: bool
     landlock: int  # ABI version, 0 = unavailable
     root: bool
+    forks: StageStarter | None = field(default=None, compare=False, repr=False)
 
     def layers(self) -> tuple[str, ...]:
         """Names of the layers the harness will apply, for the run's record."""
