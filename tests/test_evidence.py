@@ -4,6 +4,7 @@ rank correlation and each kept change's p-values, stored with the run summary.""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,25 @@ def test_the_report_flags_a_correlation_on_too_few_pairs(tmp_path: Path) -> None
     html = render_report(store)
     assert "too few pairs to say" in html
     assert "Screening ranks do not predict confirmation ranks here" in html
+
+
+def test_show_and_the_report_carry_a_final_re_ranking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary, store = _summary(tmp_path)
+    ranking = (("g1-aristotle", 5.1), ("g1-archimedes", 5.25))
+    store.finish_run("done", replace(summary, reranked=ranking, fidelity="medium"))
+    store.close()
+    line = "re-ranked at medium on seed 1337: g1-aristotle 5.1000, g1-archimedes 5.2500; "
+    line += "the claim is g1-aristotle"
+    done = dreamteam(capsys, "show", str(tmp_path / "run"))
+    assert done.code == 0 and line in " ".join(done.out.split())  # wrapped at 80 columns
+    html = render_report(RunStore.open_existing(tmp_path / "run"))
+    assert 'id="rerank"' in html and line in html
+
+
+def test_a_summary_without_a_re_ranking_shows_none(tmp_path: Path) -> None:
+    summary, store = _summary(tmp_path)
+    assert summary.reranked == ()
+    store.finish_run("done", summary)
+    assert 'id="rerank"' not in render_report(store)

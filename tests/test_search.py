@@ -224,6 +224,40 @@ def test_the_final_claim_is_measured_at_the_final_fidelity_on_fresh_seeds(tmp_pa
     assert headline.fidelity == "medium" and headline.best.id == summary.best
 
 
+def _fading_scorer(job: Job) -> tuple[float, float]:
+    """lr_scorer, but at `medium` a larger learning rate is worse: the short-run winner fades."""
+    if job.fidelity != "medium":
+        return lr_scorer(job)
+    m = re.search(r"^learning_rate = ([0-9.e-]+)", job.files["train.py"], re.M)
+    return 5.0 + min(float(m.group(1)) if m else 3e-4, 1e-2) * 20, 1.0
+
+
+def test_final_top_claims_the_elite_member_that_lasts(tmp_path: Path) -> None:
+    search, executor, store = _search(tmp_path, final_fidelity="medium", final_top=3, elite=3)
+    executor.scorer = _fading_scorer
+    summary = search.run()
+    elite = [cid for cid in search.standing.elite() if cid != BASELINE_ID][:3]
+    picked = {cid for cid, f, seed in executor.calls if f == "medium" and seed == 1337}
+    assert len(elite) >= 2 and picked == set(elite)  # each trained once, on the screening seed
+    losses = dict(summary.reranked)
+    assert set(losses) == set(elite) and list(losses.values()) == sorted(losses.values())
+    # the claim is the member with the lowest loss at medium, not the search's own best
+    assert summary.best == min(losses, key=lambda c: losses[c]) == summary.reranked[0][0]
+    assert summary.best != store.generations()[-1].best
+    fresh = {(cid, s) for cid, f, s in executor.calls if f == "medium" and s != 1337}
+    assert fresh == {(cid, s) for cid in (BASELINE_ID, summary.best) for s in (1340, 1341)}
+    store.finish_run("done", summary)
+    assert store.summary() == summary  # the ranking is stored with the summary
+
+
+def test_final_top_trains_nothing_more_at_the_confirmation_fidelity(tmp_path: Path) -> None:
+    search, executor, _ = _search(tmp_path / "a", final_top=3)
+    summary = search.run()
+    plain, alone, _ = _search(tmp_path / "b")
+    assert summary.reranked == () and summary == plain.run()
+    assert executor.calls == alone.calls
+
+
 def test_an_unknown_final_fidelity_is_refused_before_anything_runs() -> None:
     with pytest.raises(TaskError, match="fidelity 'huge'"):
         checked_task(RunConfig(final_fidelity="huge"))

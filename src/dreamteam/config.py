@@ -74,6 +74,8 @@ class RunConfig:
     seeds: int = 2
     max_seeds: int = 5  # a close call is trained on more seeds, one at a time, up to this many
     final_fidelity: str = ""  # the final claim is measured here ("": the confirmation fidelity)
+    # the elite's top N train once at the final fidelity, and the best there is the claim
+    final_top: int = 1
     promote_fraction: float = 0.34  # successive halving: the top third goes on
     max_promoted: int = 2
     workers: int = 1  # trials at once (local), or the size of a local Ray instance
@@ -231,7 +233,7 @@ def _validate(config: RunConfig) -> None:
     floor = config.allocation_floor
     if isinstance(floor, bool) or not isinstance(floor, int) or floor < 1:
         raise ConfigError("--allocation-floor must be a whole number of generations, 1 or more")
-    for name in ("workers", "agent_concurrency", "max_seeds"):
+    for name in ("workers", "agent_concurrency", "max_seeds", "final_top"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be a whole number, 1 or more")

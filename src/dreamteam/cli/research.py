@@ -21,11 +21,16 @@ from dreamteam.cli.progress import Progress, choose_mode
 from dreamteam.config import RunConfig, config_from_dict, load_run_config
 from dreamteam.errors import ConfigError, StoreError
 from dreamteam.loop.build import build_search, conclude, writing
-from dreamteam.loop.plan import BASELINE_ID, seed_plan
+from dreamteam.loop.plan import BASE_SEED, BASELINE_ID, seed_plan
 from dreamteam.propose.allocation import repair_rescue
 from dreamteam.records import CandidateRecord, ChangeKind, RunSummary
 from dreamteam.report import write_report
-from dreamteam.select.evidence import describe_correlation, describe_kept, run_evidence
+from dreamteam.select.evidence import (
+    describe_correlation,
+    describe_kept,
+    describe_rerank,
+    run_evidence,
+)
 from dreamteam.select.judge import Judge
 from dreamteam.store import RunStore, list_runs
 
@@ -48,6 +53,7 @@ def run(
     seeds: opt.SeedsOpt = None,
     max_seeds: opt.MaxSeedsOpt = None,
     final_fidelity: opt.FinalFidelityOpt = None,
+    final_top: opt.FinalTopOpt = None,
     workers: opt.WorkersOpt = None,
     executor: opt.ExecutorOpt = None,
     address: opt.AddressOpt = None,
@@ -151,6 +157,8 @@ def _print_summary(summary: RunSummary, report: Path) -> None:
         faults = ", ".join(f"{fault} {n}" for fault, n in summary.agent_failures.items())
         console.print(f"agent failures: {faults} (reasons: dreamteam show {report.parent})")
     console.print(describe_correlation(summary.screen_confirm), markup=False)
+    if summary.reranked:
+        console.print(describe_rerank(summary.reranked, summary.fidelity, BASE_SEED), markup=False)
     print(
         f"best: {summary.best} {summary.persona} val_loss={summary.val_loss:.4f} "
         f"baseline={summary.baseline:.4f} delta={summary.delta:+.4f} ci95={summary.ci95:.4f} "
@@ -220,6 +228,10 @@ def _show_evidence(store: RunStore, cfg: RunConfig) -> None:
     console.print(describe_correlation(rc), markup=False)
     for k in kept:
         console.print(f"kept: {describe_kept(k)}", markup=False)
+    if (summary := store.summary()) is not None and summary.reranked:
+        console.print(
+            describe_rerank(summary.reranked, summary.fidelity, plan.screen), markup=False
+        )
 
 
 def _show_change_kinds(candidates: Sequence[CandidateRecord]) -> None:

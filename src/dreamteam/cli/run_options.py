@@ -258,6 +258,18 @@ FinalFidelityOpt = Annotated[
         "confirmation fidelity; `full` for the real budget).",
     ),
 ]
+FinalTopOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--final-top",
+        min=1,
+        help=_help(
+            "Re-rank the elite's top N at the final fidelity (one seed each) and claim the "
+            "best there: what wins at the confirmation fidelity may not last.",
+            "final_top",
+        ),
+    ),
+]
 AblateOpt = Annotated[
     bool, typer.Option("--ablate", help="At the end, measure what each part of the best is worth.")
 ]

@@ -32,6 +32,7 @@ from dreamteam.errors import ConfigError, StoreError
 from dreamteam.execute.jobs import Executor
 from dreamteam.loop.measure import Trials
 from dreamteam.loop.plan import BASELINE_ID, seed_plan
+from dreamteam.loop.rerank import rerank
 from dreamteam.loop.seeds import confirm_finalists
 from dreamteam.loop.summary import Figures, closing_summary, results_lines
 from dreamteam.personas import Persona, PersonaLibrary
@@ -39,18 +40,13 @@ from dreamteam.propose.overlap import Arrivals, Turn, waits_on_network
 from dreamteam.propose.proposer import ProposalContext, Proposer, code_hash, repairable
 from dreamteam.propose.team import pick_team
 from dreamteam.propose.watch import call_event, check_agents, stop_if_unanswered
-from dreamteam.records import (
-    CandidateKind,
-    CandidateRecord,
-    Event,
-    RunSummary,
-    Spend,
-    Status,
-)
+from dreamteam.records import CandidateKind, CandidateRecord, Event, RunSummary, Spend, Status
 from dreamteam.select.judge import Judge
 from dreamteam.select.rules import Comparison, compare, promote
 from dreamteam.store import RunStore
 from dreamteam.tasks import Task
+
+_NEW = frozenset({CandidateKind.PROPOSAL, CandidateKind.REPAIR, CandidateKind.CROSSOVER})
 
 
 class Search:
@@ -249,12 +245,7 @@ class Search:
 
         def valid() -> Iterator[CandidateRecord]:
             for c in proposals:
-                new = c.kind in (
-                    CandidateKind.PROPOSAL,
-                    CandidateKind.REPAIR,
-                    CandidateKind.CROSSOVER,
-                )
-                if new and (c.status in ("", str(Status.OK)) or self._screened(c)):
+                if c.kind in _NEW and (c.status in ("", str(Status.OK)) or self._screened(c)):
                     fresh.append(c)
                     yield c
 
@@ -377,9 +368,12 @@ class Search:
         self.on_event(Event("best", best.id, best.persona, "", loss, generation))
 
     def _final(self, baseline: CandidateRecord, best: CandidateRecord, stopped: str) -> RunSummary:
-        """The best and the baseline measured again at the final fidelity on fresh seeds (the
-        confirmation seeds when the baseline is still the best at the confirmation fidelity)."""
+        """The best (re-ranked there first with --final-top, loop/rerank.py) and the baseline
+        measured again at the final fidelity on fresh seeds (the confirmation seeds when the
+        baseline is still the best at the confirmation fidelity)."""
         fidelity = self.config.final_fidelity or self.config.fidelity
+        elite, seed = self.standing.elite(), self.screen_seed
+        best, ranking = rerank(self.trials, self.store, self.config, best, elite, fidelity, seed)
         same = best.id == baseline.id
         seeds = (
             self.confirm_seeds if same and fidelity == self.config.fidelity else self.final_seeds
@@ -393,7 +387,6 @@ class Search:
         noise = self.noise_sd if fidelity == self.config.fidelity else 0.0
         cmp = Comparison(0.0, 0.0, False) if same else compare(c, b, noise)
         self.on_event(Event("final", best.id, best.persona, "", c.mean))
-        figures = Figures(
-            best, c.mean, b.mean, cmp, fidelity, tuple(seeds), self.task.iterations(fidelity)
-        )
+        steps = self.task.iterations(fidelity)
+        figures = Figures(best, c.mean, b.mean, cmp, fidelity, tuple(seeds), steps, ranking)
         return closing_summary(self.store, figures, stopped, self.standing, self.spend())

@@ -25,6 +25,7 @@ class Figures:
     fidelity: str
     seeds: tuple[int, ...]
     steps: int  # optimizer steps at `fidelity`
+    reranked: tuple[tuple[str, float], ...] = ()  # --final-top: the pick's losses, best first
 
 
 def results_lines(store: RunStore, generation: int, fidelity: str, seed: int) -> list[str]:
@@ -77,4 +78,5 @@ def closing_summary(
         f.steps,
         screen_confirm(store, judge, judge.config.screen_fidelity, screen),
         kept_changes(store, judge, (f.best.id, f.fidelity, f.seeds)),
+        f.reranked,
     )

@@ -105,6 +105,8 @@ class RunSummary:
     steps: int = 0  # optimizer steps of `fidelity`: the budget the claim holds at
     screen_confirm: RankCorrelation | None = None  # do screening ranks predict confirmation?
     kept: tuple[KeptChange, ...] = ()  # each kept change's p-values
+    # --final-top: the elite's losses at `fidelity` on the re-rank seed, best first
+    reranked: tuple[tuple[str, float], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -121,6 +123,7 @@ class RunSummary:
             KeptChange(**{**k, "test": StatTest(k["test"]), "seeds": tuple(k["seeds"])})
             for k in data.get("kept", ())
         )
+        data["reranked"] = tuple((str(c), float(v)) for c, v in data.get("reranked", ()))
         return cls(**data)
 
 

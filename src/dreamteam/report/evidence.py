@@ -15,7 +15,7 @@ from dreamteam.config import RunConfig
 from dreamteam.loop.ablation import load
 from dreamteam.loop.plan import BASELINE_ID, seed_plan
 from dreamteam.records import KeptChange, RankCorrelation
-from dreamteam.select.evidence import describe_correlation, is_low, run_evidence
+from dreamteam.select.evidence import describe_correlation, describe_rerank, is_low, run_evidence
 from dreamteam.select.judge import Judge
 from dreamteam.store import RunStore
 
@@ -54,6 +54,7 @@ class Statistics:
     correlation_low: bool
     kept: tuple[KeptChange, ...]
     ablations: tuple[AblationView, ...]
+    rerank_line: str = ""  # --final-top: the elite re-ranked at the final fidelity
 
     def kept_for(self, candidate: str) -> tuple[KeptChange, ...]:
         """The candidate's kept-change tests (for the lineage)."""
@@ -65,7 +66,10 @@ def gather_statistics(store: RunStore, config: RunConfig) -> Statistics:
     plan = seed_plan(config)
     judge = Judge(store, config, BASELINE_ID, plan.confirm, plan.recheck, plan.extra)
     rc, kept = run_evidence(store, judge, plan.screen)
-    return Statistics(rc, describe_correlation(rc), is_low(rc), kept, ablations(store.run_dir))
+    summary = store.summary()
+    rerank = describe_rerank(summary.reranked, summary.fidelity, plan.screen) if summary else ""
+    line = describe_correlation(rc)
+    return Statistics(rc, line, is_low(rc), kept, ablations(store.run_dir), rerank)
 
 
 def ablations(run_dir: Path) -> tuple[AblationView, ...]:

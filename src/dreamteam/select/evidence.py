@@ -158,6 +158,15 @@ def describe_correlation(rc: RankCorrelation | None) -> str:
     return line
 
 
+def describe_rerank(ranking: Sequence[tuple[str, float]], fidelity: str, seed: int) -> str:
+    """One line for --final-top: the elite's losses at the final fidelity, best first, and
+    which became the claim ("" when nothing was re-ranked)."""
+    if not ranking:
+        return ""
+    shown = ", ".join(f"{cid} {loss:.4f}" for cid, loss in ranking)
+    return f"re-ranked at {fidelity} on seed {seed}: {shown}; the claim is {ranking[0][0]}"
+
+
 def describe_kept(k: KeptChange) -> str:
     """One line per kept change: its delta, raw and Holm-adjusted p, test and seeds."""
     return (

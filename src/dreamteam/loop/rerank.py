@@ -1,0 +1,50 @@
+"""What lasts: the elite re-ranked at the final fidelity before the claim is measured.
+
+A change that wins at the confirmation fidelity may not hold at the real budget: on the
+built-in task a schedule worth 0.45 nats at 625 steps is worth 0.06 at 10,001 (the README's
+transfer table), while an untied head keeps most of its gain. With `--final-top N` the top N
+of the elite (the search's best first) train once at the final fidelity on the screening
+seed, which no final figure uses, and the lowest loss there becomes the claim. The claim is
+then measured on the fresh final seeds beside the baseline, as ever: the pick and the
+reported figure share no seed, so picking the luckiest of N does not inflate the delta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dreamteam.config import RunConfig
+from dreamteam.loop.measure import Trials
+from dreamteam.loop.plan import BASELINE_ID
+from dreamteam.records import CandidateRecord
+from dreamteam.store import RunStore
+
+Ranking = tuple[tuple[str, float], ...]
+
+
+def rerank(
+    trials: Trials,
+    store: RunStore,
+    config: RunConfig,
+    best: CandidateRecord,
+    elite: Sequence[str],
+    fidelity: str,
+    seed: int,
+) -> tuple[CandidateRecord, Ranking]:
+    """The claim to measure at `fidelity` and the losses it was picked on, best first.
+
+    Nothing is trained (and `best` stands) unless `config.final_top` is 2 or more, the final
+    fidelity differs from the confirmation fidelity, and the search found something better
+    than the baseline. A member that fails at `fidelity` drops out of the ranking.
+    """
+    if config.final_top < 2 or fidelity == config.fidelity or best.id == BASELINE_ID:
+        return best, ()
+    ids = [cid for cid in dict.fromkeys([best.id, *elite]) if cid != BASELINE_ID]
+    members = [c for cid in ids[: config.final_top] if (c := store.candidate(cid)) is not None]
+    trials.measure(members, fidelity, [seed])
+    losses = sorted(
+        ((c.id, e.mean) for c in members if (e := trials.estimate(c.id, fidelity, [seed]))),
+        key=lambda pair: (pair[1], pair[0]),
+    )
+    chosen = store.candidate(losses[0][0]) if losses else None
+    return chosen or best, tuple(losses)
