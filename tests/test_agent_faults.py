@@ -295,6 +295,30 @@ def test_the_deadline_bounds_the_retries_and_their_waits() -> None:
     assert 1 < len(server.requests) < 51
 
 
+def test_an_attempt_the_deadline_cuts_short_does_not_hide_why_the_others_failed() -> None:
+    # two 503s, then a server that never answers: the deadline ends the third attempt, and the
+    # error still names the overload, the reason the call needed a third attempt at all
+    error = json.dumps({"error": {"message": "overloaded"}}).encode()
+    replies = [Scripted(503, error), Scripted(503, error), Scripted(hang=True)]
+    with ScriptedLLM(lambda _body: replies.pop(0) if len(replies) > 1 else replies[0]) as server:
+        quick = LLMSettings(backoff_s=0.05, backoff_max_s=0.05, deadline_s=1.5)
+        agent = OpenAICompatibleAgent("c", "m", server.url, "", quick)
+        with pytest.raises(AgentError) as caught:
+            agent.propose(AgentRequest(prompt="hi"))
+    message = str(caught.value)
+    assert "1.5 s deadline" in message and "3 attempt(s)" in message
+    assert "last: HTTP 503: overloaded; the last attempt was cut short" in message
+    assert caught.value.fault is AgentFault.SERVER_ERROR and len(server.requests) == 3
+
+
+def test_a_call_whose_only_attempt_is_cut_short_is_a_timeout() -> None:
+    with ScriptedLLM(lambda _body: Scripted(hang=True)) as server:
+        agent = OpenAICompatibleAgent("c", "m", server.url, "", LLMSettings(deadline_s=1.0))
+        with pytest.raises(AgentError, match=r"deadline passed$") as caught:
+            agent.propose(AgentRequest(prompt="hi"))
+    assert caught.value.fault is AgentFault.TIMEOUT
+
+
 def test_retry_after_is_waited_and_each_retry_is_reported() -> None:
     replies = [Scripted(429, b'{"error":{"message":"slow down"}}', (("Retry-After", "3"),))]
     replies.append(Scripted(body=openai_body("fine")))

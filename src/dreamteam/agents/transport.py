@@ -102,6 +102,9 @@ class _Call:
         return self.deadline_s - self.elapsed()
 
 
+_CUT = "the call's deadline passed"  # how an attempt the deadline cut short ends
+
+
 class _Transient(Exception):
     """An attempt failed in a way that another attempt may not."""
 
@@ -220,11 +223,13 @@ class HTTPAgent:
         """The first successful answer, retrying transient failures while the deadline lets."""
         url, headers = self._endpoint(), self._headers()
         attempts = self.settings.max_retries + 1
+        cause: _Transient | None = None  # the last failure the deadline did not cut short
         for attempt in range(1, attempts + 1):
             try:
                 return self._attempt(url, headers, payload, call), attempt
             except _Transient as failure:
                 last = failure
+                cause = cause if failure.reason.endswith(_CUT) else failure
             wait = self._delay(attempt, last.retry_after)
             if attempt == attempts or wait >= call.left():
                 break
@@ -235,11 +240,14 @@ class HTTPAgent:
             )
             self._sleep(wait)
         if attempt < attempts:  # the deadline, not the retries, ran out
+            # an attempt the deadline cut short says nothing of why the earlier ones failed
+            why = last if cause is None else cause
+            cut = "; the last attempt was cut short" if why is not last else ""
             raise AgentError(
                 f"{self.provider_label} {self._name}: no answer within the call's "
                 f"{call.deadline_s:g} s deadline (--agent-timeout; {attempt} attempt(s)); "
-                f"last: {last.reason}",
-                last.fault,
+                f"last: {why.reason}{cut}",
+                why.fault,
             )
         raise AgentError(
             f"{self.provider_label} {self._name}: gave up after {attempts} attempts; "
@@ -253,7 +261,7 @@ class HTTPAgent:
         """One POST, read whole; _Transient when another attempt may do better."""
         left = call.left()
         if left <= 0:
-            raise _Transient("the call's deadline passed", AgentFault.TIMEOUT)
+            raise _Transient(_CUT, AgentFault.TIMEOUT)
         silence = min(self.settings.timeout_s, left)
         timeout = httpx.Timeout(silence, connect=min(30.0, left))
         try:
@@ -265,7 +273,7 @@ class HTTPAgent:
             ):
                 raw = self._read(response, call)
         except httpx.TimeoutException:
-            why = "the call's deadline passed" if call.left() <= 0 else f"silent for {silence:g} s"
+            why = _CUT if call.left() <= 0 else f"silent for {silence:g} s"
             raise _Transient(f"no complete answer: {why}", AgentFault.TIMEOUT) from None
         except httpx.ConnectError as exc:
             reason = f"cannot reach {url} ({type(exc).__name__}: {exc})"
@@ -304,7 +312,7 @@ class HTTPAgent:
                     clean_text(head),
                 )
             if call.left() <= 0:
-                raise httpx.ReadTimeout("the call's deadline passed", request=response.request)
+                raise httpx.ReadTimeout(_CUT, request=response.request)
         text = b"".join(chunks).decode("utf-8", "replace")  # JSON is UTF-8 (RFC 8259)
         return RawAnswer(response.status_code, response.headers, text)
 
