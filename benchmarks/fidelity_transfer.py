@@ -12,7 +12,11 @@ Printed: each candidate's loss per fidelity, Spearman's rho between each pair of
 still the winner at the final fidelity (among the candidates measured there).
 
     python benchmarks/fidelity_transfer.py [--fidelities smoke,low,medium] [--final full]
-        [--candidates 16] [--top 3] [--seed 1337] [--cache FILE] [--quick]
+        [--candidates 16] [--top 3] [--seed 1337] [--cache FILE] [--stacks a+b,c] [--quick]
+
+`--stacks a+b,c`: candidates of your own on top of the catalogue's `--candidates`, each a
+stack of catalogue techniques applied in order (a name that is not in the catalogue is a
+usage error; a stack that does not apply or fails the static checks is left out).
 
 `--cache FILE`: every figure is added to FILE (JSON) as soon as it is measured and read back
 on the next run, so an interrupted benchmark (it takes over an hour at `full`) goes on where
@@ -53,20 +57,40 @@ STACKS = (
 Files = dict[str, str]
 
 
-def candidates(task: Task, count: int) -> list[tuple[str, Files]]:
+def candidates(
+    task: Task, count: int, extra: Sequence[Sequence[str]] = ()
+) -> list[tuple[str, Files]]:
     """Up to `count` distinct, checked candidates: stacks first (they differ most), then
-    singles; each technique drawn with a seed of its own name, so the set is the same every
-    time."""
+    singles; then the `extra` stacks asked for by name. Each technique is drawn with a seed of
+    its own name, so the set is the same every time."""
     base = task.baseline_files()
     out: list[tuple[str, Files]] = []
     seen = {_key(base)}
-    for names in (*STACKS, *((n,) for n in SINGLES)):
+
+    def add(names: Sequence[str]) -> None:
         files = _stack(base, names)
-        if files is None or _key(files) in seen or not check_candidate(files, task).ok:
-            continue
-        seen.add(_key(files))
-        out.append(("+".join(names), files))
-    return out[:count]
+        if files is not None and _key(files) not in seen and check_candidate(files, task).ok:
+            seen.add(_key(files))
+            out.append(("+".join(names), files))
+
+    for names in (*STACKS, *((n,) for n in SINGLES)):
+        if len(out) < count:
+            add(names)
+    for names in extra:
+        add(names)
+    return out
+
+
+def stacks_arg(text: str) -> list[tuple[str, ...]]:
+    """`--stacks a+b,c`: technique names joined by + into stacks, stacks by commas."""
+    known = {t.name for t in CATALOGUE}
+    stacks = [tuple(n for n in s.split("+") if n) for s in text.split(",") if s.strip()]
+    unknown = sorted({n for s in stacks for n in s} - known)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown technique {unknown[0]!r}: use names from agents/techniques.py"
+        )
+    return stacks
 
 
 def _stack(base: Files, names: Sequence[str]) -> Files | None:
@@ -138,6 +162,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=3, help="candidates trained at --final")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--cache", type=Path, help="keep figures here; reuse them on rerun")
+    parser.add_argument(
+        "--stacks", type=stacks_arg, default=[], help="more candidates: a+b,c (catalogue names)"
+    )
     parser.add_argument("--quick", action="store_true", help="4 candidates, smoke then low")
     args = parser.parse_args()
     levels = ["smoke"] if args.quick else [f for f in args.fidelities.split(",") if f]
@@ -150,7 +177,7 @@ def main() -> None:
             f"error: unknown fidelity {unknown[0] if unknown else '(none)'}: use "
             f"{', '.join(task.fidelity)}"
         )
-    named = [("baseline", task.baseline_files()), *candidates(task, count)]
+    named = [("baseline", task.baseline_files()), *candidates(task, count, args.stacks)]
     print(f"{len(named) - 1} candidates + baseline; seed {args.seed}; levels {levels} -> {final}")
     cache = Cache(args.cache)
     by_level = {f: measure(task, named, f, args.seed, cache) for f in levels}

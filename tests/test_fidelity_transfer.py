@@ -3,6 +3,7 @@ static checks and are the same every time; its summary counts winners that hold.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -25,6 +26,18 @@ def test_sixteen_distinct_checked_candidates_the_same_every_time() -> None:
         (n, ft._key(f)) for n, f in first
     ]
     assert any("+" in n for n, _ in first) and any("+" not in n for n, _ in first)
+
+
+def test_stacks_of_ones_own_come_after_the_catalogues_and_bad_names_are_refused() -> None:
+    task = load_task("shakespeare")
+    stacks = ft.stacks_arg("untie_head,cosine_schedule+grad_clip+untie_head")
+    named = ft.candidates(task, 3, stacks)
+    assert [n for n, _ in named][3:] == ["untie_head", "cosine_schedule+grad_clip+untie_head"]
+    # a stack equal to a catalogue candidate is not trained twice
+    again = ft.candidates(task, 3, [("cosine_schedule", "tune_lr")])
+    assert [n for n, _ in again] == [n for n, _ in named][:3]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown technique 'warp_drive'"):
+        ft.stacks_arg("untie_head,warp_drive")
 
 
 def test_the_report_counts_the_screening_winners_that_still_win(
