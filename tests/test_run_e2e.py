@@ -217,7 +217,11 @@ def _wait_for_lock(run_dir: Path, child: subprocess.Popen[str]) -> None:
 def _second_writer_is_refused(
     run_dir: Path, holder: subprocess.Popen[str], env: dict[str, str]
 ) -> None:
-    """While `holder` runs: a second writer exits 1 at once naming it; readers work."""
+    """While `holder` runs: a second writer exits 1 at once naming it; readers work.
+
+    The refusal naming `holder` is what proves the run was in progress: a finished run would
+    have been resumed as done (exit 0). The readers may end after it (on the fork path the
+    rest of the run can take less time than two CLI start-ups on a loaded machine)."""
     second = subprocess.run(
         [*RUN, "--resume", str(run_dir)], env=env, capture_output=True, text=True, timeout=600
     )
@@ -227,7 +231,6 @@ def _second_writer_is_refused(
     for reader in (["show", str(run_dir)], ["report", str(run_dir), "-o", str(run_dir / "r.html")]):
         read = subprocess.run([*cli, *reader], env=env, capture_output=True, text=True)
         assert read.returncode == 0, read.stderr[-2000:]
-    assert holder.poll() is None, "the check should run while the run is in progress"
 
 
 # -- a full disk -------------------------------------------------------------------------------
