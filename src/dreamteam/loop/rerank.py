@@ -1,8 +1,9 @@
 """What lasts: the elite re-ranked at the final fidelity before the claim is measured.
 
 A change that wins at the confirmation fidelity may not hold at the real budget: on the
-built-in task a schedule worth 0.45 nats at 625 steps is worth 0.06 at 10,001 (the README's
-transfer table), while an untied head keeps most of its gain. With `--final-top N` the top N
+built-in task the best of 16 candidates at 625 steps (a schedule, hard clipping and an untied
+head: -0.71 nats) is the worst of the five measured at 10,001 (-0.05), where a plain schedule
+keeps the most (-0.17; the README's transfer table). With `--final-top N` the top N
 of the elite (the search's best first) train once at the final fidelity on the screening
 seed, which no final figure uses, and the lowest loss there becomes the claim. The claim is
 then measured on the fresh final seeds beside the baseline, as ever: the pick and the
