@@ -12,35 +12,24 @@ reported figure share no seed, so picking the luckiest of N does not inflate the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from dreamteam.config import RunConfig
 from dreamteam.loop.measure import Trials
-from dreamteam.loop.plan import BASELINE_ID
-from dreamteam.records import CandidateRecord
-from dreamteam.store import RunStore
-
-Ranking = tuple[tuple[str, float], ...]
+from dreamteam.records import CandidateRecord, Ranking
+from dreamteam.select.judge import Judge
 
 
 def rerank(
-    trials: Trials,
-    store: RunStore,
-    config: RunConfig,
-    best: CandidateRecord,
-    elite: Sequence[str],
-    fidelity: str,
-    seed: int,
+    trials: Trials, judge: Judge, best: CandidateRecord, fidelity: str, seed: int
 ) -> tuple[CandidateRecord, Ranking]:
     """The claim to measure at `fidelity` and the losses it was picked on, best first.
 
-    Nothing is trained (and `best` stands) unless `config.final_top` is 2 or more, the final
-    fidelity differs from the confirmation fidelity, and the search found something better
-    than the baseline. A member that fails at `fidelity` drops out of the ranking.
+    Nothing is read or trained (and `best` stands) unless the run's `final_top` is 2 or more,
+    the final fidelity differs from the confirmation fidelity, and the search found something
+    better than the baseline. A member that fails at `fidelity` drops out of the ranking.
     """
-    if config.final_top < 2 or fidelity == config.fidelity or best.id == BASELINE_ID:
+    config, store = judge.config, judge.store
+    if config.final_top < 2 or fidelity == config.fidelity or best.id == judge.baseline:
         return best, ()
-    ids = [cid for cid in dict.fromkeys([best.id, *elite]) if cid != BASELINE_ID]
+    ids = [cid for cid in dict.fromkeys([best.id, *judge.elite()]) if cid != judge.baseline]
     members = [c for cid in ids[: config.final_top] if (c := store.candidate(cid)) is not None]
     trials.measure(members, fidelity, [seed])
     losses = sorted(

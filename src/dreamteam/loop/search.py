@@ -372,8 +372,7 @@ class Search:
         measured again at the final fidelity on fresh seeds (the confirmation seeds when the
         baseline is still the best at the confirmation fidelity)."""
         fidelity = self.config.final_fidelity or self.config.fidelity
-        elite, seed = self.standing.elite(), self.screen_seed
-        best, ranking = rerank(self.trials, self.store, self.config, best, elite, fidelity, seed)
+        best, ranking = rerank(self.trials, self.standing, best, fidelity, self.screen_seed)
         same = best.id == baseline.id
         seeds = (
             self.confirm_seeds if same and fidelity == self.config.fidelity else self.final_seeds

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from dreamteam.loop.plan import seed_plan
 from dreamteam.propose.watch import agent_failures
-from dreamteam.records import CandidateKind, CandidateRecord, RunSummary, Spend
+from dreamteam.records import CandidateKind, CandidateRecord, Ranking, RunSummary, Spend
 from dreamteam.select.evidence import kept_changes, screen_confirm
 from dreamteam.select.judge import Judge
 from dreamteam.select.rules import Comparison
@@ -25,7 +25,7 @@ class Figures:
     fidelity: str
     seeds: tuple[int, ...]
     steps: int  # optimizer steps at `fidelity`
-    reranked: tuple[tuple[str, float], ...] = ()  # --final-top: the pick's losses, best first
+    reranked: Ranking = ()  # --final-top: the pick's losses, best first
 
 
 def results_lines(store: RunStore, generation: int, fidelity: str, seed: int) -> list[str]:

@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, field
 
 from dreamteam.records.core import StatTest
 
+# --final-top: (candidate, loss at the final fidelity on the re-rank seed), best first
+Ranking = tuple[tuple[str, float], ...]
+
 
 @dataclass(frozen=True)
 class Allocation:
@@ -105,8 +108,7 @@ class RunSummary:
     steps: int = 0  # optimizer steps of `fidelity`: the budget the claim holds at
     screen_confirm: RankCorrelation | None = None  # do screening ranks predict confirmation?
     kept: tuple[KeptChange, ...] = ()  # each kept change's p-values
-    # --final-top: the elite's losses at `fidelity` on the re-rank seed, best first
-    reranked: tuple[tuple[str, float], ...] = ()
+    reranked: Ranking = ()  # --final-top: the elite's losses at `fidelity`, best first
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
