@@ -108,9 +108,12 @@ _CUT = "the call's deadline passed"  # how an attempt the deadline cut short end
 class _Transient(Exception):
     """An attempt failed in a way that another attempt may not."""
 
-    def __init__(self, reason: str, fault: AgentFault, retry_after: float | None = None):
+    def __init__(
+        self, reason: str, fault: AgentFault, retry_after: float | None = None, cut: bool = False
+    ):
         super().__init__(reason)
         self.reason, self.fault, self.retry_after = reason, fault, retry_after
+        self.cut = cut  # the call's deadline ended this attempt: it says nothing of the server
 
 
 class HTTPAgent:
@@ -229,7 +232,7 @@ class HTTPAgent:
                 return self._attempt(url, headers, payload, call), attempt
             except _Transient as failure:
                 last = failure
-                cause = cause if failure.reason.endswith(_CUT) else failure
+                cause = cause if failure.cut else failure
             wait = self._delay(attempt, last.retry_after)
             if attempt == attempts or wait >= call.left():
                 break
@@ -261,7 +264,7 @@ class HTTPAgent:
         """One POST, read whole; _Transient when another attempt may do better."""
         left = call.left()
         if left <= 0:
-            raise _Transient(_CUT, AgentFault.TIMEOUT)
+            raise _Transient(_CUT, AgentFault.TIMEOUT, cut=True)
         silence = min(self.settings.timeout_s, left)
         timeout = httpx.Timeout(silence, connect=min(30.0, left))
         try:
@@ -273,8 +276,9 @@ class HTTPAgent:
             ):
                 raw = self._read(response, call)
         except httpx.TimeoutException:
-            why = _CUT if call.left() <= 0 else f"silent for {silence:g} s"
-            raise _Transient(f"no complete answer: {why}", AgentFault.TIMEOUT) from None
+            cut = call.left() <= 0
+            why = _CUT if cut else f"silent for {silence:g} s"
+            raise _Transient(f"no complete answer: {why}", AgentFault.TIMEOUT, cut=cut) from None
         except httpx.ConnectError as exc:
             reason = f"cannot reach {url} ({type(exc).__name__}: {exc})"
             raise _Transient(reason, AgentFault.UNREACHABLE) from None
