@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import random
 import threading
@@ -13,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dreamteam.harness.sandbox import logits_wire
 from dreamteam.harness.sandbox.limits import Isolation, Limits, ProcessResult
 from dreamteam.harness.scoring import lm, passes
 from dreamteam.harness.scoring.lm import (
@@ -266,3 +269,49 @@ def test_the_sandboxed_passes_run_on_the_trials_device(
     )
     assert outcome.status == "crashed"
     assert seen == [("eval", "cuda:1")]  # sequential here: the failed probe pass ends it
+
+
+def _conversation(replies: list[dict], memory: torch.Tensor, rows: int) -> tuple[dict, list]:
+    """Drive the harness's side of a logits pass against scripted child replies."""
+    chunks: list[tuple[int, torch.Tensor]] = []
+    ready: dict = {}
+    lines = b"".join(json.dumps(r).encode() + b"\n" for r in replies)
+    talk = passes._converse(
+        rows, memory, (passes.CHUNK, 3, 5),
+        lambda first, block: chunks.append((first, block.clone())), ready, threading.Event(),
+    )  # fmt: skip
+    talk(io.BytesIO(), io.BytesIO(lines))
+    return ready, chunks
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_logits_arrive_exactly_in_the_dtype_the_child_names(dtype: torch.dtype) -> None:
+    # two-byte logits travel as they are: the harness reads the very values the model gave
+    rows = passes.CHUNK + 2
+    memory = torch.zeros(logits_wire.slots_bytes(passes.CHUNK, 3, 5), dtype=torch.uint8)
+    wire = logits_wire.wire_name(dtype)
+    values = (torch.randn(rows, 3, 5) * 7).to(dtype)
+    for index, start in enumerate((0, passes.CHUNK)):  # chunk 0 in slot 0, chunk 1 in slot 1
+        part = values[start : start + passes.CHUNK]
+        logits_wire.slot(memory, index, wire, (passes.CHUNK, 3, 5))[: len(part)].copy_(part)
+    replies = [{"ready": True}, {"chunk": 0, "dtype": wire}, {"chunk": 1, "dtype": wire}]
+    ready, chunks = _conversation(replies, memory, rows)
+    assert ready.get("done")
+    assert [first for first, _ in chunks] == list(range(rows))  # one window at a time
+    got = torch.cat([block for _, block in chunks])
+    assert got.dtype == torch.float32 and torch.equal(got, values.float())
+
+
+def test_a_chunk_in_an_unknown_dtype_fails_the_pass_with_its_name() -> None:
+    memory = torch.zeros(logits_wire.slots_bytes(passes.CHUNK, 3, 5), dtype=torch.uint8)
+    ready, chunks = _conversation([{"ready": True}, {"chunk": 0, "dtype": "int8"}], memory, 4)
+    assert not ready.get("done") and not chunks
+    assert "unknown logits dtype 'int8'" in ready["error"]
+
+
+def test_other_dtypes_travel_as_fp32() -> None:
+    assert [logits_wire.wire_name(d) for d in (torch.float64, torch.float32, torch.int64)] == [
+        "fp32",
+        "fp32",
+        "fp32",
+    ]

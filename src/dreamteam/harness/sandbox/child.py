@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # -I drops PYTHONP
 
 import contextlib
 
+from dreamteam.harness.sandbox import logits_wire
 from dreamteam.harness.sandbox.limits import WALLS_EXIT
 from dreamteam.harness.sandbox.walls import (
     SYSTEM_READ_DIRS,
@@ -282,8 +283,8 @@ def _evaluate(config: dict[str, Any]) -> int:
     vocab, chunk = int(config["vocab_size"]), int(config["chunk"])
     _n, t = inputs.shape
     # two slots: the harness reduces one chunk while this process fills the other
-    shared = mmap.mmap(int(config["logits_fd"]), 2 * chunk * t * vocab * 4)
-    out = np.frombuffer(shared, dtype=np.float32).reshape(2, chunk, t, vocab)
+    shared = mmap.mmap(int(config["logits_fd"]), logits_wire.slots_bytes(chunk, t, vocab))
+    memory = torch.from_numpy(np.frombuffer(shared, dtype=np.uint8))
     try:
         device = str(config.get("device", "cpu"))
         model, args = _load_model(config, work_dir, device)
@@ -307,8 +308,10 @@ def _evaluate(config: dict[str, Any]) -> int:
                 raise ValueError(
                     f"model(idx) must return logits of shape (B, T, >={vocab}), got {shape}"
                 )
-            out[i % 2, : len(x)] = logits[..., :vocab].float().cpu().numpy()
-            _report(config, {"chunk": i})
+            wire = logits_wire.wire_name(logits.dtype)
+            out = logits_wire.slot(memory, i % 2, wire, (chunk, t, vocab))
+            out[: len(x)].copy_(logits[..., :vocab])  # a conversion, where needed, in the copy
+            _report(config, {"chunk": i, "dtype": wire})
     except BaseException as exc:
         traceback.print_exc()
         _report(config, {"error": _describe(exc), "memory_error": isinstance(exc, MemoryError)})
