@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 # Where the hostile code goes: the top of train(), the eval-time forward of the model.
 TRAIN_START = "    torch.manual_seed(seed)\n"
-EVAL_FORWARD = "            return F.linear(x, self.wte.weight), None\n"
+EVAL_FORWARD = "            return F.linear(x.to(dtype), self.wte.weight.to(dtype)), None\n"
 BEFORE_LOOP = "    start = time.time()\n"
 TRAIN_RETURN = "    return best_vloss, elapsed_min\n"
 CAUSAL = "q, k, v, is_causal=True,"
