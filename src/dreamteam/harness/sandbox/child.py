@@ -13,7 +13,6 @@ import importlib
 import inspect
 import json
 import math
-import mmap
 import os
 import resource
 import sys
@@ -283,8 +282,7 @@ def _evaluate(config: dict[str, Any]) -> int:
     vocab, chunk = int(config["vocab_size"]), int(config["chunk"])
     _n, t = inputs.shape
     # two slots: the harness reduces one chunk while this process fills the other
-    shared = mmap.mmap(int(config["logits_fd"]), logits_wire.slots_bytes(chunk, t, vocab))
-    memory = torch.from_numpy(np.frombuffer(shared, dtype=np.uint8))
+    memory = logits_wire.mapped(int(config["logits_fd"]), chunk, t, vocab)
     try:
         device = str(config.get("device", "cpu"))
         model, args = _load_model(config, work_dir, device)
@@ -308,9 +306,9 @@ def _evaluate(config: dict[str, Any]) -> int:
                 raise ValueError(
                     f"model(idx) must return logits of shape (B, T, >={vocab}), got {shape}"
                 )
-            wire = logits_wire.wire_name(logits.dtype)
+            wire = logits_wire.wire_name(logits.dtype)  # converted, where needed, in the copy
             out = logits_wire.slot(memory, i % 2, wire, (chunk, t, vocab))
-            out[: len(x)].copy_(logits[..., :vocab])  # a conversion, where needed, in the copy
+            out[: len(x)].copy_(logits[..., :vocab])
             _report(config, {"chunk": i, "dtype": wire})
     except BaseException as exc:
         traceback.print_exc()

@@ -8,6 +8,7 @@ chunk in its reply, and the harness reads the slot as that dtype.
 
 from __future__ import annotations
 
+import mmap
 from typing import Any
 
 WIRE_NAMES = ("fp32", "bf16", "fp16")
@@ -22,6 +23,16 @@ def _torch_dtypes() -> dict[str, Any]:
 def slots_bytes(chunk: int, context: int, vocab: int) -> int:
     """The size of the shared memory: two slots of fp32 logits."""
     return 2 * chunk * context * vocab * 4
+
+
+def mapped(fd: int, chunk: int, context: int, vocab: int) -> Any:
+    """The child's view of the shared memory behind `fd`, as a uint8 tensor (which keeps the
+    mapping alive)."""
+    import numpy as np
+    import torch
+
+    buffer = mmap.mmap(fd, slots_bytes(chunk, context, vocab))
+    return torch.from_numpy(np.frombuffer(buffer, dtype=np.uint8))
 
 
 def wire_name(dtype: Any) -> str:
