@@ -289,7 +289,7 @@ def test_logits_arrive_exactly_in_the_dtype_the_child_names(dtype: torch.dtype) 
     # two-byte logits travel as they are: the harness reads the very values the model gave
     rows = passes.CHUNK + 2
     memory = torch.zeros(logits_wire.slots_bytes(passes.CHUNK, 3, 5), dtype=torch.uint8)
-    wire = logits_wire.wire_name(dtype)
+    wire = logits_wire.wire_of(dtype)
     values = (torch.randn(rows, 3, 5) * 7).to(dtype)
     for index, start in enumerate((0, passes.CHUNK)):  # chunk 0 in slot 0, chunk 1 in slot 1
         part = values[start : start + passes.CHUNK]
@@ -310,7 +310,7 @@ def test_a_chunk_in_an_unknown_dtype_fails_the_pass_with_its_name() -> None:
 
 
 def test_other_dtypes_travel_as_fp32() -> None:
-    assert [logits_wire.wire_name(d) for d in (torch.float64, torch.float32, torch.int64)] == [
+    assert [logits_wire.wire_of(d) for d in (torch.float64, torch.float32, torch.int64)] == [
         "fp32",
         "fp32",
         "fp32",

@@ -306,7 +306,7 @@ def _evaluate(config: dict[str, Any]) -> int:
                 raise ValueError(
                     f"model(idx) must return logits of shape (B, T, >={vocab}), got {shape}"
                 )
-            wire = logits_wire.wire_name(logits.dtype)  # converted, where needed, in the copy
+            wire = logits_wire.wire_of(logits.dtype)  # converted, where needed, in the copy
             out = logits_wire.slot(memory, i % 2, wire, (chunk, t, vocab))
             out[: len(x)].copy_(logits[..., :vocab])
             _report(config, {"chunk": i, "dtype": wire})

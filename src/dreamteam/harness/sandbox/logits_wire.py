@@ -9,15 +9,25 @@ chunk in its reply, and the harness reads the slot as that dtype.
 from __future__ import annotations
 
 import mmap
+from enum import StrEnum
 from typing import Any
 
-WIRE_NAMES = ("fp32", "bf16", "fp16")
+
+class Wire(StrEnum):
+    """The dtype a chunk of logits travels in, named in the child's reply."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+    def torch_dtype(self) -> Any:
+        """The torch dtype of this wire format."""
+        import torch
+
+        return getattr(torch, _TORCH_NAMES[self.value])
 
 
-def _torch_dtypes() -> dict[str, Any]:
-    import torch
-
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_TORCH_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def slots_bytes(chunk: int, context: int, vocab: int) -> int:
@@ -35,21 +45,17 @@ def mapped(fd: int, chunk: int, context: int, vocab: int) -> Any:
     return torch.from_numpy(np.frombuffer(buffer, dtype=np.uint8))
 
 
-def wire_name(dtype: Any) -> str:
+def wire_of(dtype: Any) -> Wire:
     """How logits of `dtype` travel: as themselves if two-byte floats, else as fp32."""
-    for name, candidate in _torch_dtypes().items():
-        if dtype == candidate and name != "fp32":
-            return name
-    return "fp32"
+    return next((w for w in (Wire.BF16, Wire.FP16) if dtype == w.torch_dtype()), Wire.FP32)
 
 
-def slot(memory: Any, index: int, wire: str, shape: tuple[int, int, int]) -> Any:
+def slot(memory: Any, index: int, name: str, shape: tuple[int, int, int]) -> Any:
     """Slot `index` of `memory` (a uint8 tensor over the whole mapping) as a tensor of `shape`
-    in the dtype named `wire`. Raises ValueError for a name that is not a wire dtype."""
-    if wire not in WIRE_NAMES:
-        raise ValueError(f"unknown logits dtype {wire!r}")
-    dtype = _torch_dtypes()[wire]
+    in the wire dtype `name`. Raises ValueError for a name that is not a wire dtype."""
+    if name not in set(Wire):
+        raise ValueError(f"unknown logits dtype {name!r}")
+    dtype = Wire(name).torch_dtype()
     width = shape[0] * shape[1] * shape[2]
-    per_slot = memory.numel() // 2
-    start = index * per_slot
+    start = index * width * 4  # slots are sized for fp32
     return memory[start : start + width * dtype.itemsize].view(dtype).view(shape)
