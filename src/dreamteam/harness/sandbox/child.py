@@ -282,7 +282,7 @@ def _evaluate(config: dict[str, Any]) -> int:
     vocab, chunk = int(config["vocab_size"]), int(config["chunk"])
     _n, t = inputs.shape
     # two slots: the harness reduces one chunk while this process fills the other
-    memory = logits_wire.mapped(int(config["logits_fd"]), chunk, t, vocab)
+    _, memory = logits_wire.mapped(int(config["logits_fd"]), chunk, t, vocab)
     try:
         device = str(config.get("device", "cpu"))
         model, args = _load_model(config, work_dir, device)

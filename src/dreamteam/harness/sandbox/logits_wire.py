@@ -35,14 +35,14 @@ def slots_bytes(chunk: int, context: int, vocab: int) -> int:
     return 2 * chunk * context * vocab * 4
 
 
-def mapped(fd: int, chunk: int, context: int, vocab: int) -> Any:
-    """The child's view of the shared memory behind `fd`, as a uint8 tensor (which keeps the
-    mapping alive)."""
+def mapped(fd: int, chunk: int, context: int, vocab: int) -> tuple[mmap.mmap, Any]:
+    """The shared memory behind `fd`, mapped: (the mapping, a uint8 tensor over all of it),
+    as both sides see it; the tensor keeps the mapping alive until it is released."""
     import numpy as np
     import torch
 
     buffer = mmap.mmap(fd, slots_bytes(chunk, context, vocab))
-    return torch.from_numpy(np.frombuffer(buffer, dtype=np.uint8))
+    return buffer, torch.from_numpy(np.frombuffer(buffer, dtype=np.uint8))
 
 
 def wire_of(dtype: Any) -> Wire:

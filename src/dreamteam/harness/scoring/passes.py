@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
 import threading
 from collections.abc import Callable
@@ -108,11 +107,9 @@ def logits_pass(
         stage()
     # logits travel through anonymous shared memory, new for each pass: no disk, no copy
     # through a pipe, and nothing a pass leaves behind for the next one
-    size = logits_wire.slots_bytes(CHUNK, task.context, task.vocab_size)
     memfd = os.memfd_create("dreamteam-logits")
-    os.ftruncate(memfd, size)
-    buffer = mmap.mmap(memfd, size)
-    memory = torch.from_numpy(np.frombuffer(buffer, dtype=np.uint8))
+    os.ftruncate(memfd, logits_wire.slots_bytes(CHUNK, task.context, task.vocab_size))
+    buffer, memory = logits_wire.mapped(memfd, CHUNK, task.context, task.vocab_size)
     ready: dict[str, Any] = {}
     config = {
         **model_config(task),
