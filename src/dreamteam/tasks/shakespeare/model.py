@@ -138,6 +138,7 @@ class GPT(nn.Module):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         self.head_dtype = torch.float32
+        self.head_threads: int | None = None
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -146,9 +147,11 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def use_fast_head(self, device_type: str) -> None:
-        """Let training compute the LM head in bf16 where the hardware supports it."""
+    def use_fast_head(self, device_type: str, threads: int | None = None) -> None:
+        """Let training compute the LM head in bf16 where the hardware supports it, on
+        `threads` CPU threads (None: as many as the rest of the step)."""
         self.head_dtype = _fast_dtype(device_type)
+        self.head_threads = threads
 
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
         """The final normalised hidden states, shape (B, T, n_embd)."""
@@ -174,5 +177,8 @@ class GPT(nn.Module):
             dtype = _fast_dtype("cpu") if x.device.type == "cpu" else torch.float32
             return F.linear(x.to(dtype), self.wte.weight.to(dtype)), None
         flat = x.reshape(-1, x.size(-1))
+        threads = torch.get_num_threads()  # the head's big matmuls may take more (train.py)
+        torch.set_num_threads(self.head_threads or threads)
         loss = FusedHeadLoss.apply(flat, self.wte.weight, targets.reshape(-1), self.head_dtype)
+        torch.set_num_threads(threads)
         return None, loss

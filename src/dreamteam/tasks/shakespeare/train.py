@@ -66,7 +66,12 @@ def train(data_dir=".", out_dir=".", iters=max_iters, seed=1337, device="cpu"):
         dropout=dropout,
     )
     model = GPT(GPTConfig(**model_args)).to(device)
-    model.use_fast_head(torch.device(device).type)
+    # On a CPU the LM head (512 x 50,257 logits) takes every thread, the rest of a step one:
+    # the body, the backward and the update are ~300 tiny ops, and waking a second thread
+    # for each costs more than it saves (a step ~15% faster on 2 cores)
+    threads = torch.get_num_threads()
+    model.use_fast_head(torch.device(device).type, threads=threads)
+    torch.set_num_threads(1)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -93,6 +98,7 @@ def train(data_dir=".", out_dir=".", iters=max_iters, seed=1337, device="cpu"):
         if it % eval_interval == 0 or it == iters - 1:
             print(f"iter {it}: loss {torch.stack(list(recent)).mean().item():.4f}", flush=True)
     elapsed_min = (time.time() - start) / 60
+    torch.set_num_threads(threads)
     # the final weights are the ones the harness scores
     ckpt = {"model_args": model_args, "state_dict": model.state_dict()}
     torch.save(ckpt, os.path.join(out_dir, "ckpt.pt"))
