@@ -114,6 +114,35 @@ def test_a_forked_candidate_cannot_reach_the_template(forks: ForkServer, tmp_pat
     assert "OPENAI_API_KEY" not in found["env"] and "HOME" in found["env"]
 
 
+OPTIMIZER = """
+import json, os, sys, tempfile, time
+import torch
+
+def train(out_dir, **_):
+    ready = "torch._dynamo" in sys.modules
+    start = time.perf_counter()
+    torch.optim.AdamW([torch.zeros(2, requires_grad=True)])
+    found = {"ready": ready, "build": time.perf_counter() - start,
+             "tmp": tempfile.gettempdir(), "env_tmp": os.environ["TMPDIR"]}
+    with open(os.path.join(out_dir, "found.json"), "w") as f:
+        json.dump(found, f)
+    return 0.0
+"""
+
+
+def test_a_forked_stage_builds_an_optimizer_without_importing_and_keeps_its_own_tmp(
+    forks: ForkServer, tmp_path: Path
+) -> None:
+    result = _train(OPTIMIZER, tmp_path / "w", _isolation(forks))
+    assert result.returncode == 0, result.log
+    assert forks.forked == 1 and not forks.refused
+    found = json.loads((tmp_path / "w" / "found.json").read_text())
+    assert found["ready"]  # the template imported torch._dynamo: the stage pays nothing
+    # whatever the template's imports cached, the stage's temp dir is its own (its work dir)
+    assert found["tmp"] == found["env_tmp"]
+    assert Path(found["tmp"]).resolve() == (tmp_path / "w").resolve()
+
+
 SLEEPER = """
 import os, time
 

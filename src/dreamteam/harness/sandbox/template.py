@@ -1,9 +1,10 @@
 """The sandbox's template process: imports torch once, then forks one child per stage.
 
 Started by forks.ForkServer as ``python -I template.py CONTROL_FD`` with a clean environment
-(no secrets) in an empty directory. It imports torch, numpy and child.py, never runs candidate
-code, raises no walls, and does no torch work (no OpenMP pool to break in a fork). For each
-request on the control socket (a JSON stage and its fds) it forks a supervisor, which:
+(no secrets) in an empty directory. It imports torch (with torch._dynamo, which building an
+optimizer would import), numpy and child.py, never runs candidate code, raises no walls, and
+does no torch work (no OpenMP pool to break in a fork). For each request on the control
+socket (a JSON stage and its fds) it forks a supervisor, which:
   - leaves the template's session and gives up the control socket;
   - enters fresh PID, network and mount namespaces where asked (a new PID namespace holds the
     next fork, so it forks once more, like ``unshare --fork``);
@@ -26,6 +27,7 @@ import select
 import signal
 import socket
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,7 @@ def _stage(request: dict[str, Any], fds: list[int], ready: int) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["work_dir"])
+        tempfile.tempdir = None  # an import may have cached the template's: the stage has its own
         import numpy as np
 
         np.random.seed()  # a fresh process's global numpy generator, not the template's
@@ -165,6 +168,7 @@ def serve(control: socket.socket) -> int:
     """Fork a supervisor per request until the harness closes the control socket."""
     import numpy  # noqa: F401  (the point of the template: imported once, shared by forks)
     import torch
+    import torch._dynamo  # a torch.optim optimizer imports it when built (~1 s)
     import torch.nn.functional
     import torch.optim  # noqa: F401
 
