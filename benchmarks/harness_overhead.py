@@ -6,6 +6,8 @@ that imported torch once: sandbox/forks.py), and once more with N steps, all in 
 and reports for each path:
   - the baseline's ms per training step: (training time at N steps - at 1 step) / (N - 1),
     as the sandboxed child times its `train()` call;
+  - the 1-step trial's training time (train() with its fixed costs: building the model and
+    the optimizer, the first step, the checkpoint's save);
   - the overhead per candidate: a 1-step trial's wall time minus its training time, split
     into the static checks, the training process's start-up (spawn, confinement, imports,
     staging) and the evaluation from the moment the checkpoint is there (the sandboxed probe
@@ -72,6 +74,7 @@ def _path_figures(trials: list[tuple[TrialResult, float]]) -> dict[str, float]:
         "overhead": statistics.median(wall - r.train_seconds for r, wall in trials),
         "startup": statistics.median(wall - r.eval_seconds - r.train_seconds for r, wall in trials),
         "eval": statistics.median(r.eval_seconds for r, _ in trials),
+        "train1": statistics.median(r.train_seconds for r, _ in trials),
     }
 
 
@@ -137,6 +140,8 @@ def main() -> None:
               f"split) {f['eval']:.2f} s, overhead {f['overhead']:.2f} s = "
               f"{f['overhead'] / step:.1f} steps; rounds "
               f"{[round(w - r.train_seconds, 2) for r, w in ones[method]]}")  # fmt: skip
+        # train() of one step: the fixed part of training (model, optimizer, first step, save)
+        print(f"       1-step training {f['train1']:.2f} s")
     for name in parts[0]:
         print(f"  {name + ':':<28}{statistics.median(p.get(name, 0.0) for p in parts):.2f} s")
     spawned, forked = figures[StartMethod.SPAWN]["overhead"], figures[StartMethod.FORK]["overhead"]
