@@ -68,7 +68,7 @@ def train(data_dir=".", out_dir=".", iters=max_iters, seed=1337, device="cpu"):
     model = GPT(GPTConfig(**model_args)).to(device)
     # On a CPU the LM head (512 x 50,257 logits) takes every thread, the rest of a step one:
     # the body, the backward and the update are ~300 tiny ops, and waking a second thread
-    # for each costs more than it saves (a step ~15% faster on 2 cores)
+    # for each costs more than it saves (steps 6% faster on 2 cores)
     threads = torch.get_num_threads()
     model.use_fast_head(torch.device(device).type, threads=threads)
     torch.set_num_threads(1)
