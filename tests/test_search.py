@@ -6,6 +6,7 @@ is better), so these tests run in a second; the real trainer is exercised by tes
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -104,12 +105,17 @@ def test_team_leads_with_the_seeds_and_spans_the_modes() -> None:
     assert {str(p.mode) for p in team} == {"savant", "collaborator", "specialist"}
 
 
+@functools.cache
+def _baseline_files() -> dict[str, str]:
+    return load_task("shakespeare").baseline_files()
+
+
 def _changes_help(job: Job) -> tuple[float, float]:
     # lr_scorer's gains depend on what the offline agent happens to draw (its draws follow
     # the baseline's text); here every change to the baseline is 0.2 better, so that the run
     # has something beyond the noise to find whatever it draws
     loss, seconds = lr_scorer(job)
-    return loss - (0.2 if job.files != load_task("shakespeare").baseline_files() else 0.0), seconds
+    return loss - (0.2 if job.files != _baseline_files() else 0.0), seconds
 
 
 def test_a_run_improves_on_the_baseline_and_writes_the_tree(tmp_path: Path) -> None:
@@ -238,7 +244,7 @@ def _fading_scorer(job: Job) -> tuple[float, float]:
     """Every change beats the baseline before `medium`, each by a margin of its own (from its
     code's hash, so whatever the offline agent draws); at `medium` the larger the margin, the
     worse: the short-run winner fades."""
-    changed = job.files != load_task("shakespeare").baseline_files()
+    changed = job.files != _baseline_files()
     margin = 0.2 + 0.1 * int(code_hash(job.files)[:8], 16) / 16**8 if changed else 0.0
     return (5.0 + margin if job.fidelity == "medium" else 6.0 - margin), 1.0
 
