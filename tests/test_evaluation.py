@@ -297,9 +297,9 @@ def test_logits_arrive_exactly_in_the_dtype_the_child_names(dtype: torch.dtype) 
     replies = [{"ready": True}, {"chunk": 0, "dtype": wire}, {"chunk": 1, "dtype": wire}]
     ready, chunks = _conversation(replies, memory, rows)
     assert ready.get("done")
-    assert [first for first, _ in chunks] == list(range(rows))  # one window at a time
+    assert [first for first, _ in chunks] == [0, passes.CHUNK]  # a chunk at a time, its rows
     got = torch.cat([block for _, block in chunks])
-    assert got.dtype == torch.float32 and torch.equal(got, values.float())
+    assert got.dtype == wire.torch_dtype() and torch.equal(got.float(), values.float())
 
 
 def test_a_chunk_in_an_unknown_dtype_fails_the_pass_with_its_name() -> None:

@@ -36,6 +36,7 @@ from dreamteam.harness.scoring.common import (
     process_failure,
     protected_args_problem,
 )
+from dreamteam.harness.scoring.nll import READS_SHARED, nll_rows
 from dreamteam.harness.scoring.passes import both_passes, logits_pass, passes_may_overlap
 from dreamteam.tasks import Task
 
@@ -124,7 +125,7 @@ def build_windows(val: np.ndarray, context: int, vocab: int, rng: random.Random)
 
 
 class _Reducer:
-    """Consumes one pass's logits chunk by chunk: sums the loss, keeps the probe rows."""
+    """Consumes one pass's logits window by window: sums the loss, keeps the probe rows."""
 
     def __init__(self, targets: np.ndarray, wanted: set[int], columns: np.ndarray):
         self.targets = targets
@@ -134,28 +135,35 @@ class _Reducer:
         self.count = 0
         self.finite = True
         self.kept: dict[int, torch.Tensor] = {}
+        self._private: torch.Tensor | None = None
 
     def add(self, first_row: int, logits: torch.Tensor) -> None:
-        """Reduce one chunk. Destroys `logits` (the log-softmax is computed in place)."""
-        rows, _, vocab = logits.shape
-        for r in range(first_row, first_row + rows):
-            if r in self.wanted:
-                self.kept[r] = logits[r - first_row][:, self.columns].clone()
-        targets = torch.from_numpy(self.targets[first_row : first_row + rows]).reshape(-1)
-        mask = targets >= 0
-        if not mask.any():
+        """Reduce the windows `logits` (rows, T, vocab), which may be memory that the child
+        still writes: every figure of a window comes from one read of each of its values."""
+        for j in range(logits.shape[0]):
+            self._add_window(first_row + j, logits[j])
+
+    def _add_window(self, row: int, window: torch.Tensor) -> None:
+        targets = self.targets[row]
+        count = int((targets >= 0).sum())
+        kept = row in self.wanted
+        if (kept and count) or window.dtype not in READS_SHARED:
+            # one copy that both the probes' columns and the loss are taken from
+            if self._private is None or self._private.shape != window.shape:
+                self._private = torch.empty(window.shape, dtype=torch.float32)
+            self._private.copy_(window)
+            window = self._private
+        if kept:  # from the copy, or the one read of these values
+            self.kept[row] = window[:, self.columns].float()
+        if not count:
             return
-        flat = logits.reshape(-1, vocab)
-        # the cross-entropy is minus the target's log-probability. log_softmax in place is one
-        # fused pass per row and no second buffer: ~40 % less time than max, subtract, exp and
-        # sum as separate passes over the chunk (the exponentials dominate the harness's work)
-        torch.log_softmax(flat, dim=-1, out=flat)
-        picked = flat.gather(1, targets.clamp(min=0)[:, None]).squeeze(1)
-        total = -float(picked[mask].double().sum())
+        # the cross-entropy is minus the target's log-probability (nll.py: compiled, about
+        # half the time of torch's log-softmax, whose exponentials were the harness's work)
+        total = float(nll_rows(window, targets).sum())
         if not math.isfinite(total):
             self.finite = False
         self.nats += total
-        self.count += int(mask.sum())
+        self.count += count
 
 
 def bits_per_byte(nats: float, n_bytes: int) -> float:
